@@ -1,0 +1,41 @@
+// Test support: where the shared fixtures live, cached loading, tolerance checks.
+#pragma once
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <string>
+
+#include "msam/io/safetensors.h"
+
+namespace msam::test {
+
+// ../shared beside the checkout (overridable with MSAM_SHARED_DIR in the environment).
+std::string shared_dir();
+std::string parity_path(const std::string& file);  // fixtures/parity/<file>
+std::string data_path(const std::string& rel);     // data/<rel>
+std::string checkpoint_path(const std::string& file);  // fixtures/checkpoints/<file>
+
+// Parsed once per process; tests share the result.
+const io::TensorFile& parity_fixture(const std::string& file);
+
+// A fresh, empty temporary folder removed at process exit.
+std::string temp_dir(const std::string& tag);
+
+// Elementwise |a - ref| <= atol + rtol·|ref| (in float64). On failure reports the worst
+// element, its index and the largest |Δ|.
+::testing::AssertionResult all_close(const torch::Tensor& actual, const torch::Tensor& ref,
+                                     double atol, double rtol);
+
+// Tolerances from fixtures/parity/README.md.
+struct Tol {
+  double atol, rtol;
+};
+constexpr Tol kModuleF32{1e-4, 1e-4};      // single modules in float32
+constexpr Tol kClickLoopF32{5e-4, 5e-4};   // fed-back mask logits amplify differences
+constexpr Tol kF64{1e-6, 1e-6};            // float64: F32 storage rounding of the references
+constexpr Tol kF64PointPE{1e-5, 1e-6};     // outputs through the float32 point PE
+
+#define MSAM_EXPECT_CLOSE(actual, ref, tol) \
+  EXPECT_TRUE(::msam::test::all_close((actual), (ref), (tol).atol, (tol).rtol))
+
+}  // namespace msam::test

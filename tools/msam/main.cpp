@@ -1,0 +1,45 @@
+// msam: train, evaluate and run M-SAM. Each subcommand lives in its own file.
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <iostream>
+#include <map>
+
+#include "command.h"
+#include "msam/common/error.h"
+
+namespace msam::cli {
+std::vector<Command>& registry() {
+  static std::vector<Command> commands;
+  return commands;
+}
+}  // namespace msam::cli
+
+int main(int argc, char** argv) {
+  CLI::App app{"msam: Mask-Enhanced Segment Anything Model for 3D lesion segmentation"};
+  app.require_subcommand(1);
+  int threads = 0;
+  app.add_option("--threads", threads, "CPU threads for LibTorch (default: all cores)");
+  auto& commands = msam::cli::registry();
+  std::sort(commands.begin(), commands.end(),
+            [](const auto& a, const auto& b) { return a.name < b.name; });
+  std::map<CLI::App*, std::function<int()>> actions;
+  for (auto& c : commands) {
+    auto* sub = app.add_subcommand(c.name, c.description);
+    actions[sub] = c.setup(*sub);
+  }
+  CLI11_PARSE(app, argc, argv);
+  torch::set_num_threads(threads > 0 ? threads
+                                     : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  try {
+    for (auto& [sub, action] : actions)
+      if (sub->parsed()) return action();
+  } catch (const msam::Error& e) {
+    std::cerr << "msam: error: " << e.what() << "\n";
+    return 2;
+  } catch (const c10::Error& e) {
+    std::cerr << "msam: error: " << e.what_without_backtrace() << "\n";
+    return 2;
+  }
+  return 0;
+}
