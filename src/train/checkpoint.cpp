@@ -43,6 +43,7 @@ void save_checkpoint(const std::string& path, const torch::nn::Module& model,
                       {"step_id", step_id},
                       {"extra", meta.extra}};
   std::map<std::string, std::string> md{{"msam", j.dump()}, {"config", meta.config_yaml}};
+  if (!meta.model_config.empty()) md["model_config"] = meta.model_config;
   // Optimiser first: a crash between the two writes leaves an optimiser file whose step_id
   // matches no model file, which load_optimizer_state reports instead of mixing states.
   if (optimizer) {
@@ -85,6 +86,7 @@ CheckpointMeta read_checkpoint_meta(const std::string& path) {
     throw file_error(path, std::string("corrupt checkpoint metadata: ") + e.what());
   }
   if (f.metadata.count("config")) meta.config_yaml = f.metadata.at("config");
+  if (f.metadata.count("model_config")) meta.model_config = f.metadata.at("model_config");
   return meta;
 }
 

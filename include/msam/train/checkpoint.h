@@ -15,6 +15,7 @@ struct CheckpointMeta {
   int64_t global_step = 0;      // optimiser steps taken
   double best_val_dice = -1.0;  // best validation Dice so far (-1: none yet)
   std::string config_yaml;      // the resolved run configuration
+  std::string model_config;     // model::MSAMConfig::to_json(), for inference
   std::map<std::string, std::string> extra;  // scheduler, grad scaler, RNG states (text)
 };
 

@@ -1,0 +1,96 @@
+// The whole M-SAM network: image encoder (+LoRA), prompt encoder, Mask-Enhanced Adapter and
+// mask decoder, with the per-volume work (encoder, adapter image side, dense PE) done once.
+#pragma once
+#include <torch/nn/module.h>
+
+#include <map>
+#include <string>
+
+#include "msam/model/image_encoder.h"
+#include "msam/model/mask_decoder.h"
+#include "msam/model/mask_enhanced_adapter.h"
+#include "msam/model/prompt_encoder.h"
+
+namespace msam::model {
+
+struct MSAMConfig {
+  ImageEncoderConfig encoder;  // out_chans is the prompt / adapter / decoder width
+  int64_t adapter_heads = 6;
+  int64_t adapter_blocks = 1;
+  int64_t decoder_heads = 8;
+  int64_t decoder_mlp_dim = 2048;
+  int64_t mask_in_chans = 16;
+
+  int64_t width() const { return encoder.out_chans; }
+  int64_t grid() const { return encoder.grid(); }
+  int64_t low_res_size() const { return 4 * encoder.grid(); }  // the decoder's mask grid
+  // Throws msam::Error naming the inconsistent field.
+  void validate() const;
+  // JSON text stored in checkpoints (metadata "model_config"), so that inference rebuilds
+  // exactly the trained architecture.
+  std::string to_json() const;
+  static MSAMConfig from_json(const std::string& text, const std::string& source);
+};
+
+// Everything per volume that every click reuses.
+struct VolumeContext {
+  torch::Tensor image_embedding;                      // B × width × g³
+  MaskEnhancedAdapterImpl::ImageSide adapter_image;   // the adapter's image-only stream
+  torch::Tensor dense_pe;                             // 1 × width × g³
+};
+
+class MSAMImpl : public torch::nn::Module {
+ public:
+  explicit MSAMImpl(MSAMConfig config = {});
+
+  // image: B × 1 × S³ (z-scored). Runs the encoder and the per-volume adapter work.
+  VolumeContext encode(const torch::Tensor& image);
+  VolumeContext context(const torch::Tensor& image_embedding);
+
+  // One refinement iteration: clicks (points B×N×3 voxel (d,h,w), labels B×N: 1 fg, 0 bg)
+  // plus the previous low-res logits (B×1×(4g)³) → new low-res logits and predicted IoU.
+  MaskPrediction click(const VolumeContext& ctx, const torch::Tensor& points,
+                       const torch::Tensor& labels, const torch::Tensor& low_res_mask);
+
+  // Low-res logits → full-size logits (trilinear, align_corners=false, as the reference).
+  torch::Tensor upsample(const torch::Tensor& low_res) const;
+
+  const MSAMConfig& config() const { return config_; }
+
+  ImageEncoderViT3D image_encoder{nullptr};
+  PromptEncoder3D prompt_encoder{nullptr};
+  MaskEnhancedAdapter adapter{nullptr};
+  MaskDecoder3D mask_decoder{nullptr};
+
+ private:
+  MSAMConfig config_;
+};
+TORCH_MODULE(MSAM);
+
+// How weights from a file are matched to the model.
+enum class WeightsPolicy {
+  kExact,     // every model tensor must come from the file (inference, resume)
+  kInitFrom,  // start of training: LoRA and adapter may be absent (SAM-Med3D checkpoints);
+              // everything else must match
+};
+
+// Loads msam safetensors or a reference .pth (SAM-Med3D or M-SAM trainer layout) into
+// `model`. Returns a one-line summary (what was loaded, what kept its initialisation).
+std::string load_weights(MSAM& model, const std::string& path, WeightsPolicy policy);
+std::string load_weights(MSAM& model, const std::map<std::string, at::Tensor>& state,
+                         WeightsPolicy policy, const std::string& source);
+
+// Model tensors of a weights file (msam safetensors or reference .pth), with msam key names.
+std::map<std::string, at::Tensor> read_weights(const std::string& path);
+
+// The architecture a set of weights implies (widths, depth, heads, window, global blocks and
+// LoRA rank from tensor shapes; the adapter and decoder head counts are the reference's,
+// which shapes do not record). Throws msam::Error when a required tensor is missing.
+MSAMConfig infer_config(const std::map<std::string, at::Tensor>& state, const std::string& source);
+
+// A complete M-SAM for inference from `path`: the architecture is inferred from the
+// weights, which must include the adapter (a SAM-Med3D checkpoint alone is rejected with an
+// explanation: its adapter would be random).
+MSAM load_for_inference(const std::string& path, std::string* summary = nullptr);
+
+}  // namespace msam::model

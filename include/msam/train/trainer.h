@@ -1,0 +1,89 @@
+// The M-SAM trainer: config → prepared data → AdamW with per-module learning rates →
+// MultiStepLR, the 11-iteration refinement loop with soft-Dice loss, validation each epoch,
+// atomic checkpoints (latest + best), metrics CSV/JSONL and curves, and resume.
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "msam/data/cache.h"
+#include "msam/data/split.h"
+#include "msam/model/msam.h"
+#include "msam/train/config.h"
+
+namespace msam::train {
+
+// The network a run configuration describes.
+model::MSAMConfig model_config(const Config& config);
+
+// Cache entries of each split. Built by `prepare_run_data`.
+struct RunData {
+  data::Split split;
+  std::vector<std::string> train, val, test;  // cache entry paths
+  std::string cache_dir, split_file;
+};
+
+// Discovers the configured datasets, brings the preprocessed cache up to date (with
+// `reader`, the ITK case reader; without one the cache must already be complete), and loads
+// or creates the split over the cases that were prepared. Skipped and failed cases are
+// logged through `log` with their reasons.
+RunData prepare_run_data(const Config& config, const data::CaseReader& reader,
+                         const std::function<void(const std::string&)>& log);
+
+torch::Device device_of(const Config& config);
+
+// Reference training Dice (train_msam.py `get_dice_score`): prediction = logits > 0.5 (a
+// threshold on logits, not probabilities: a reference slip kept for comparable numbers),
+// per-sample Dice averaged over the batch; samples with both masks empty are left out.
+double reference_dice(const torch::Tensor& logits, const torch::Tensor& target);
+
+struct EpochRecord {
+  int64_t epoch = 0;  // 1-based
+  double lr = 0;
+  double train_loss = 0, train_dice = 0;
+  double val_loss = NAN, val_dice = NAN;
+  double seconds = 0, samples_per_second = 0;
+  int64_t skipped_steps = 0;  // fp16 overflow steps
+};
+
+struct TrainerOptions {
+  bool resume = false;
+  data::CaseReader reader;  // ITK reader for raw cases; may be empty when the cache is ready
+  std::function<void(const std::string&)> log;  // progress and events (stderr by default)
+  int64_t max_steps_per_epoch = 0;              // > 0: shorter epochs (tests)
+};
+
+class Trainer {
+ public:
+  Trainer(Config config, std::string config_source, TrainerOptions options);
+  // Trains from the current epoch to config.epochs; returns the per-epoch history.
+  std::vector<EpochRecord> run();
+
+  model::MSAM& model() { return model_; }
+  const RunData& data() const { return data_; }
+  std::string latest_checkpoint() const;
+  std::string best_checkpoint() const;
+
+ private:
+  EpochRecord train_epoch(int64_t epoch);
+  std::pair<double, double> validate(int64_t epoch);  // (loss, dice)
+  torch::Tensor iteration_loss(const torch::Tensor& logits, const torch::Tensor& target) const;
+  void save(const std::string& path, int64_t epochs_done);
+  void write_reports() const;
+  void log(const std::string& line) const;
+
+  Config config_;
+  std::string source_;
+  TrainerOptions options_;
+  torch::Device device_;
+  RunData data_;
+  model::MSAM model_{nullptr};
+  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  std::unique_ptr<class MultiStepLR> scheduler_;
+  std::unique_ptr<class GradScaler> scaler_;
+  int64_t start_epoch_ = 0, global_step_ = 0;
+  double best_val_dice_ = -1.0;
+  std::vector<EpochRecord> history_;
+};
+
+}  // namespace msam::train

@@ -1,0 +1,69 @@
+#include "msam/eval/evaluator.h"
+
+#include <torch/torch.h>
+
+#include <chrono>
+#include <functional>
+
+#include "msam/data/preprocess.h"
+#include "msam/data/split.h"
+#include "msam/train/refinement.h"
+
+namespace msam::eval {
+namespace {
+
+double crop_dice(const torch::Tensor& pred, const torch::Tensor& gt) {
+  const double p = pred.sum().item<double>(), g = gt.sum().item<double>();
+  if (p + g == 0) return NAN;
+  return 2.0 * (pred & gt).sum().item<double>() / (p + g);
+}
+
+uint64_t case_seed(uint64_t seed, const std::string& id) {
+  uint64_t s = seed ^ std::hash<std::string>{}(id);
+  return data::splitmix64(s);
+}
+
+}  // namespace
+
+CaseResult evaluate_case(model::MSAM& model, const data::CachedCase& c, const EvalOptions& options,
+                         const torch::Device& device, const OriginalLabelReader& original) {
+  const auto t0 = std::chrono::steady_clock::now();
+  torch::NoGradGuard no_grad;
+  model->eval();
+  CaseResult r;
+  r.case_id = c.info.case_id;
+  auto image = c.image.to(torch::kFloat).unsqueeze(0).unsqueeze(0).to(device);
+  auto gt = c.label.to(torch::kBool);
+  auto target = c.label.to(torch::kFloat).unsqueeze(0).unsqueeze(0).to(device);
+  auto gen = torch::make_generator<at::CPUGeneratorImpl>(case_seed(options.seed, r.case_id));
+  train::RefinementOptions ro{options.clicks, options.protocol, options.multi_click,
+                              train::kReferenceClickThreshold};
+  auto ctx = model->encode(image);
+  torch::Tensor final_logits;
+  train::run_refinement(model, ctx, target, ro, gen, [&](const train::IterationResult& it) {
+    auto pred = (it.logits[0][0] > options.threshold).to(torch::kCPU);
+    r.dice_per_click.push_back(crop_dice(pred, gt));
+    auto p = it.click.points[0][0].to(torch::kCPU);
+    r.clicks.push_back(Click{p[0].item<int64_t>(), p[1].item<int64_t>(), p[2].item<int64_t>(),
+                             static_cast<int>(it.click.labels[0][0].item<int64_t>())});
+    final_logits = it.logits;
+  });
+  r.mask = (final_logits[0][0] > options.threshold).to(torch::kCPU).to(torch::kUInt8);
+  MetricOptions mo;
+  const auto& sp = c.info.record.patch_geometry.spacing;
+  mo.spacing = {sp[0], sp[1], sp[2]};
+  mo.nsd_tolerance_mm = options.nsd_tolerance_mm;
+  r.crop = compute_case_metrics(r.mask, c.label, mo);
+  if (original) {
+    auto restored = data::restore_to_original(r.mask, c.info.record);
+    auto gt_orig = original(c.info);
+    MetricOptions oo = mo;
+    const auto& os = gt_orig.geometry.spacing;
+    oo.spacing = {os[0], os[1], os[2]};
+    r.original = compute_case_metrics(restored.data, gt_orig.data, oo);
+  }
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+}  // namespace msam::eval

@@ -1,0 +1,247 @@
+#include "msam/model/msam.h"
+
+#include <torch/torch.h>
+
+#include <nlohmann/json.hpp>
+#include <optional>
+
+#include "msam/common/error.h"
+#include "msam/io/pth_import.h"
+#include "msam/io/safetensors.h"
+#include "msam/model/lora.h"
+#include "msam/model/state_dict.h"
+
+namespace msam::model {
+
+void MSAMConfig::validate() const {
+  encoder.validate();
+  if (width() % 3 != 0)
+    throw Error("model.out_chans (" + std::to_string(width()) +
+                ") must be divisible by 3: the point encoding is [sin, cos, sin]");
+  if (adapter_heads <= 0 || width() % adapter_heads != 0)
+    throw Error("model.adapter_heads (" + std::to_string(adapter_heads) +
+                ") must divide the width " + std::to_string(width()));
+  if (decoder_heads <= 0 || (width() / 2) % decoder_heads != 0)
+    throw Error("model.decoder_heads (" + std::to_string(decoder_heads) +
+                ") must divide half the width " + std::to_string(width() / 2));
+  if (width() % 8 != 0)
+    throw Error("model.out_chans (" + std::to_string(width()) +
+                ") must be divisible by 8 (mask upscaling to width/8 channels)");
+  if (mask_in_chans % 4 != 0 || mask_in_chans <= 0)
+    throw Error("model.mask_in_chans must be a positive multiple of 4");
+}
+
+std::string MSAMConfig::to_json() const {
+  const auto& e = encoder;
+  nlohmann::json j = {{"img_size", e.img_size},       {"patch_size", e.patch_size},
+                      {"in_chans", e.in_chans},       {"embed_dim", e.embed_dim},
+                      {"depth", e.depth},             {"num_heads", e.num_heads},
+                      {"mlp_ratio", e.mlp_ratio},     {"out_chans", e.out_chans},
+                      {"window_size", e.window_size}, {"global_attn_indexes", e.global_attn_indexes},
+                      {"lora_rank", e.lora_rank},     {"adapter_heads", adapter_heads},
+                      {"adapter_blocks", adapter_blocks}, {"decoder_heads", decoder_heads},
+                      {"decoder_mlp_dim", decoder_mlp_dim}, {"mask_in_chans", mask_in_chans}};
+  return j.dump();
+}
+
+MSAMConfig MSAMConfig::from_json(const std::string& text, const std::string& source) {
+  MSAMConfig c;
+  try {
+    auto j = nlohmann::json::parse(text);
+    auto& e = c.encoder;
+    e.img_size = j.at("img_size");
+    e.patch_size = j.at("patch_size");
+    e.in_chans = j.at("in_chans");
+    e.embed_dim = j.at("embed_dim");
+    e.depth = j.at("depth");
+    e.num_heads = j.at("num_heads");
+    e.mlp_ratio = j.at("mlp_ratio");
+    e.out_chans = j.at("out_chans");
+    e.window_size = j.at("window_size");
+    e.global_attn_indexes = j.at("global_attn_indexes").get<std::vector<int64_t>>();
+    e.lora_rank = j.at("lora_rank");
+    c.adapter_heads = j.at("adapter_heads");
+    c.adapter_blocks = j.at("adapter_blocks");
+    c.decoder_heads = j.at("decoder_heads");
+    c.decoder_mlp_dim = j.at("decoder_mlp_dim");
+    c.mask_in_chans = j.at("mask_in_chans");
+  } catch (const nlohmann::json::exception& ex) {
+    throw file_error(source, std::string("bad model_config metadata: ") + ex.what());
+  }
+  c.validate();
+  return c;
+}
+
+MSAMImpl::MSAMImpl(MSAMConfig config) : config_(std::move(config)) {
+  config_.validate();
+  image_encoder = register_module("image_encoder", ImageEncoderViT3D(config_.encoder));
+  PromptEncoderOptions p;
+  p.embed_dim = config_.width();
+  p.image_embedding_size = config_.grid();
+  p.input_image_size = config_.encoder.img_size;
+  p.mask_in_chans = config_.mask_in_chans;
+  prompt_encoder = register_module("prompt_encoder", PromptEncoder3D(p));
+  MaskEnhancedAdapterOptions a;
+  a.width = config_.width();
+  a.num_heads = config_.adapter_heads;
+  a.grid = config_.grid();
+  a.num_blocks = config_.adapter_blocks;
+  adapter = register_module("adapter", MaskEnhancedAdapter(a));
+  MaskDecoderOptions d;
+  d.transformer_dim = config_.width();
+  d.transformer_num_heads = config_.decoder_heads;
+  d.transformer_mlp_dim = config_.decoder_mlp_dim;
+  mask_decoder = register_module("mask_decoder", MaskDecoder3D(d));
+}
+
+VolumeContext MSAMImpl::encode(const torch::Tensor& image) {
+  return context(image_encoder(image));
+}
+
+VolumeContext MSAMImpl::context(const torch::Tensor& image_embedding) {
+  VolumeContext ctx;
+  ctx.image_embedding = image_embedding;
+  ctx.adapter_image = adapter->precompute(image_embedding);
+  ctx.dense_pe = prompt_encoder->get_dense_pe();
+  return ctx;
+}
+
+MaskPrediction MSAMImpl::click(const VolumeContext& ctx, const torch::Tensor& points,
+                               const torch::Tensor& labels, const torch::Tensor& low_res_mask) {
+  auto prompts = prompt_encoder(points, labels, low_res_mask);
+  auto src = adapter->forward(ctx.adapter_image, prompts.dense);
+  return mask_decoder->forward(src, ctx.dense_pe, prompts.sparse.to(src.scalar_type()), false);
+}
+
+torch::Tensor MSAMImpl::upsample(const torch::Tensor& low_res) const {
+  const int64_t s = config_.encoder.img_size;
+  return torch::nn::functional::interpolate(
+      low_res, torch::nn::functional::InterpolateFuncOptions()
+                   .size(std::vector<int64_t>{s, s, s})
+                   .mode(torch::kTrilinear)
+                   .align_corners(false));
+}
+
+namespace {
+
+bool starts_with(const std::string& s, const std::string& p) {
+  return s.compare(0, p.size(), p) == 0;
+}
+
+}  // namespace
+
+std::string load_weights(MSAM& model, const std::map<std::string, at::Tensor>& state_in,
+                         WeightsPolicy policy, const std::string& source) {
+  auto state = state_in;
+  if (model->config().encoder.lora_rank > 0) state = with_lora_qkv_keys(state);
+  auto report = load_state_dict(*model, state, "", /*strict=*/false, {}, source);
+  std::vector<std::string> missing_required;
+  int64_t kept_init = 0;
+  for (const auto& k : report.missing) {
+    const bool optional = policy == WeightsPolicy::kInitFrom &&
+                          (starts_with(k, "adapter.") || k.find(".linear_a_") != std::string::npos ||
+                           k.find(".linear_b_") != std::string::npos);
+    if (optional)
+      ++kept_init;
+    else
+      missing_required.push_back(k);
+  }
+  if (!missing_required.empty() || !report.unexpected.empty()) {
+    std::string msg = source + ": weights do not fit this model configuration";
+    auto list = [&](const char* what, const std::vector<std::string>& keys) {
+      if (keys.empty()) return;
+      msg += std::string("; ") + what + " (" + std::to_string(keys.size()) + "): ";
+      for (size_t i = 0; i < keys.size() && i < 4; ++i) msg += (i ? ", " : "") + keys[i];
+      if (keys.size() > 4) msg += ", ...";
+    };
+    list("missing", missing_required);
+    list("unexpected", report.unexpected);
+    throw Error(msg);
+  }
+  return source + ": loaded " + std::to_string(report.loaded.size()) + " tensors" +
+         (kept_init ? ", " + std::to_string(kept_init) +
+                          " (adapter/LoRA) keep their initialisation"
+                    : std::string());
+}
+
+std::map<std::string, at::Tensor> read_weights(const std::string& path) {
+  const bool pth = (path.size() >= 4 && path.substr(path.size() - 4) == ".pth") ||
+                   (path.size() >= 3 && path.substr(path.size() - 3) == ".pt");
+  if (pth) {
+    auto ckpt = io::read_pth(path);
+    return io::to_msam_keys(ckpt.state, ckpt.layout);
+  }
+  return io::read_safetensors(path).tensors;
+}
+
+std::string load_weights(MSAM& model, const std::string& path, WeightsPolicy policy) {
+  return load_weights(model, read_weights(path), policy, path);
+}
+
+MSAMConfig infer_config(const std::map<std::string, at::Tensor>& state,
+                        const std::string& source) {
+  auto get = [&](const std::string& k) -> const at::Tensor& {
+    auto it = state.find(k);
+    if (it == state.end())
+      throw file_error(source, "not an M-SAM / SAM-Med3D model: tensor '" + k + "' is missing");
+    return it->second;
+  };
+  MSAMConfig c;
+  const auto& patch = get("image_encoder.patch_embed.proj.weight");  // C × in × p × p × p
+  c.encoder.embed_dim = patch.size(0);
+  c.encoder.in_chans = patch.size(1);
+  c.encoder.patch_size = patch.size(2);
+  c.encoder.img_size = get("image_encoder.pos_embed").size(1) * c.encoder.patch_size;
+  c.encoder.out_chans = get("image_encoder.neck.0.weight").size(0);
+  const int64_t grid = c.encoder.grid();
+  int64_t depth = 0;
+  while (state.count("image_encoder.blocks." + std::to_string(depth) + ".norm1.weight")) ++depth;
+  c.encoder.depth = depth;
+  c.encoder.global_attn_indexes.clear();
+  for (int64_t i = 0; i < depth; ++i) {
+    const auto& rel = get("image_encoder.blocks." + std::to_string(i) + ".attn.rel_pos_d");
+    c.encoder.num_heads = c.encoder.embed_dim / rel.size(1);
+    const int64_t side = (rel.size(0) + 1) / 2;
+    if (side == grid)
+      c.encoder.global_attn_indexes.push_back(i);
+    else
+      c.encoder.window_size = side;
+  }
+  auto lora = state.find("image_encoder.blocks.0.attn.qkv.linear_a_q.weight");
+  c.encoder.lora_rank = lora == state.end() ? 0 : lora->second.size(0);
+  c.mask_in_chans = get("prompt_encoder.mask_downscaling.3.weight").size(0);
+  auto adapter_rel = state.find("adapter.multi_head_self_attention.rel_pos_d");
+  if (adapter_rel != state.end()) c.adapter_heads = c.width() / adapter_rel->second.size(1);
+  int64_t blocks = 0;
+  while (state.count("adapter.bidirectional_attentions." + std::to_string(blocks) +
+                     ".image_conv1.weight"))
+    ++blocks;
+  if (blocks > 0) c.adapter_blocks = blocks;
+  c.decoder_mlp_dim = get("mask_decoder.transformer.layers.0.mlp.lin1.weight").size(0);
+  return c;
+}
+
+MSAM load_for_inference(const std::string& path, std::string* summary) {
+  std::map<std::string, at::Tensor> state;
+  std::optional<MSAMConfig> config;
+  if (path.size() >= 12 && path.substr(path.size() - 12) == ".safetensors") {
+    auto f = io::read_safetensors(path);
+    if (f.metadata.count("model_config"))
+      config = MSAMConfig::from_json(f.metadata.at("model_config"), path);
+    state = std::move(f.tensors);
+  } else {
+    state = read_weights(path);
+  }
+  if (!state.count("adapter.add_norm.weight"))
+    throw file_error(path,
+                     "has no Mask-Enhanced Adapter weights (a SAM-Med3D checkpoint?); M-SAM "
+                     "needs a trained adapter: train from it first (`msam train`, "
+                     "model.checkpoint)");
+  MSAM model(config ? *config : infer_config(state, path));
+  const std::string s = load_weights(model, state, WeightsPolicy::kExact, path);
+  if (summary) *summary = s;
+  model->eval();
+  return model;
+}
+
+}  // namespace msam::model

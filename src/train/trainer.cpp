@@ -1,0 +1,485 @@
+#include "msam/train/trainer.h"
+
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <unistd.h>
+
+#include "msam/common/compat.h"
+#include "msam/common/error.h"
+#include "msam/data/loader.h"
+#include "msam/eval/report.h"
+#include "msam/io/safetensors.h"
+#include "msam/train/checkpoint.h"
+#include "msam/train/grad_scaler.h"
+#include "msam/train/loss.h"
+#include "msam/train/refinement.h"
+#include "msam/train/scheduler.h"
+
+namespace fs = std::filesystem;
+
+namespace msam::train {
+
+model::MSAMConfig model_config(const Config& config) {
+  model::MSAMConfig m;
+  const auto& e = config.model.encoder;
+  m.encoder.img_size = e.img;
+  m.encoder.patch_size = e.patch;
+  m.encoder.embed_dim = e.embed_dim;
+  m.encoder.depth = e.depth;
+  m.encoder.num_heads = e.num_heads;
+  m.encoder.window_size = e.window;
+  m.encoder.global_attn_indexes = e.global_attn_indexes;
+  m.encoder.out_chans = config.model.prompt_width;
+  m.encoder.lora_rank = config.model.lora_rank;
+  m.adapter_heads = config.model.adapter.heads;
+  m.adapter_blocks = config.model.adapter.blocks;
+  m.decoder_heads = config.model.decoder.heads;
+  m.decoder_mlp_dim = config.model.decoder.mlp;
+  return m;
+}
+
+torch::Device device_of(const Config& config) {
+  if (config.device == DeviceKind::kCuda) {
+    if (!torch::cuda::is_available())
+      throw Error("device: cuda was requested but no CUDA device is available");
+    return torch::Device(torch::kCUDA);
+  }
+  return torch::Device(torch::kCPU);
+}
+
+RunData prepare_run_data(const Config& config, const data::CaseReader& reader,
+                         const std::function<void(const std::string&)>& log) {
+  std::vector<data::DatasetSpec> specs;
+  for (const auto& d : config.data.datasets) {
+    data::DatasetSpec s;
+    s.root = d.root.empty() && !d.dataset_json.empty()
+                 ? fs::path(d.dataset_json).parent_path().string()
+                 : d.root;
+    s.pairs = d.pairs;
+    for (auto t : d.target_labels) s.targets.push_back(static_cast<int>(t));
+    s.modality = d.modality == Modality::kCT ? data::Modality::CT : data::Modality::MR;
+    specs.push_back(std::move(s));
+  }
+  const auto cases = data::discover_cases(specs);
+  RunData out;
+  out.cache_dir = config.data.cache_dir.empty() ? (fs::path(config.output) / "cache").string()
+                                                : config.data.cache_dir;
+  data::PreprocessSettings settings;
+  if (config.data.spacing) settings.target_spacing = *config.data.spacing;
+  settings.patch_size = {config.data.roi, config.data.roi, config.data.roi};
+  settings.min_label_voxels = config.data.min_label_voxels;
+  if (reader) {
+    auto report = data::prepare_cache(cases, settings, out.cache_dir, reader,
+                                      [&](const data::CaseOutcome& c) {
+                                        if (c.status == data::CaseOutcome::Status::Skipped ||
+                                            c.status == data::CaseOutcome::Status::Failed)
+                                          log(data::status_name(c.status) + " " + c.case_id +
+                                              ": " + c.message);
+                                      });
+    log("data: " + report.summary() + " (cache " + out.cache_dir + ")");
+  }
+  std::vector<std::string> ids;
+  for (const auto& c : cases) ids.push_back(c.id);
+  std::vector<std::string> missing;
+  auto present = data::cached_entries(out.cache_dir, ids, &missing);
+  std::vector<std::string> usable;
+  for (const auto& c : cases)
+    if (std::find(missing.begin(), missing.end(), c.id) == missing.end()) usable.push_back(c.id);
+  if (!missing.empty() && !reader)
+    log("data: " + std::to_string(missing.size()) +
+        " case(s) have no cache entry and are left out (run `msam prepare` to see why)");
+  if (usable.size() < 3)
+    throw Error("data: only " + std::to_string(usable.size()) +
+                " usable case(s) after preprocessing; a train/val/test split needs at least 3");
+  out.split_file = config.data.split.file.empty()
+                       ? (fs::path(config.output) / "split.json").string()
+                       : config.data.split.file;
+  fs::create_directories(fs::path(out.split_file).parent_path());
+  out.split = data::load_or_create_split(out.split_file, usable,
+                                         static_cast<uint64_t>(config.data.split.seed),
+                                         config.data.split.ratios);
+  auto paths = [&](const std::vector<std::string>& v) {
+    std::vector<std::string> p;
+    for (const auto& id : v) p.push_back(data::cache_entry_path(out.cache_dir, id));
+    return p;
+  };
+  out.train = paths(out.split.train);
+  out.val = paths(out.split.val);
+  out.test = paths(out.split.test);
+  log("data: split " + std::to_string(out.train.size()) + " train / " +
+      std::to_string(out.val.size()) + " val / " + std::to_string(out.test.size()) + " test (" +
+      out.split_file + ")");
+  return out;
+}
+
+double reference_dice(const torch::Tensor& logits, const torch::Tensor& target) {
+  auto pred = (logits.detach() > 0.5).flatten(1);
+  auto gt = (target > 0).flatten(1);
+  auto inter = (pred & gt).sum(1).to(torch::kDouble);
+  auto sum = (pred.sum(1) + gt.sum(1)).to(torch::kDouble);
+  auto valid = sum > 0;
+  if (!valid.any().item<bool>()) return NAN;
+  return (2 * inter.masked_select(valid) / sum.masked_select(valid)).mean().item<double>();
+}
+
+namespace {
+
+std::string format_duration(double s) {
+  char buf[32];
+  if (s >= 3600)
+    std::snprintf(buf, sizeof buf, "%dh%02dm", int(s / 3600), int(std::fmod(s, 3600) / 60));
+  else
+    std::snprintf(buf, sizeof buf, "%dm%02ds", int(s / 60), int(std::fmod(s, 60)));
+  return buf;
+}
+
+nlohmann::json to_json(const EpochRecord& r) {
+  auto num = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(); };
+  return {{"epoch", r.epoch},       {"lr", r.lr},
+          {"train_loss", num(r.train_loss)}, {"train_dice", num(r.train_dice)},
+          {"val_loss", num(r.val_loss)},     {"val_dice", num(r.val_dice)},
+          {"seconds", r.seconds},   {"samples_per_second", r.samples_per_second},
+          {"skipped_steps", r.skipped_steps}};
+}
+
+EpochRecord from_json(const nlohmann::json& j) {
+  auto num = [&](const char* k) { return j.at(k).is_null() ? NAN : j.at(k).get<double>(); };
+  EpochRecord r;
+  r.epoch = j.at("epoch").get<int64_t>();
+  r.lr = num("lr");
+  r.train_loss = num("train_loss");
+  r.train_dice = num("train_dice");
+  r.val_loss = num("val_loss");
+  r.val_dice = num("val_dice");
+  r.seconds = num("seconds");
+  r.samples_per_second = num("samples_per_second");
+  r.skipped_steps = j.at("skipped_steps").get<int64_t>();
+  return r;
+}
+
+uint64_t epoch_seed(int64_t seed, int64_t epoch, uint64_t stream) {
+  uint64_t s = static_cast<uint64_t>(seed) * 0x9E3779B97F4A7C15ull + stream;
+  s ^= static_cast<uint64_t>(epoch) + 0x632BE59BD9B4E019ull + (s << 6) + (s >> 2);
+  return data::splitmix64(s);
+}
+
+}  // namespace
+
+Trainer::Trainer(Config config, std::string config_source, TrainerOptions options)
+    : config_(std::move(config)),
+      source_(std::move(config_source)),
+      options_(std::move(options)),
+      device_(device_of(config_)) {
+  if (!options_.log)
+    options_.log = [](const std::string& s) { std::fprintf(stderr, "%s\n", s.c_str()); };
+  if (config_.threads > 0) torch::set_num_threads(static_cast<int>(config_.threads));
+  fs::create_directories(config_.output);
+  torch::manual_seed(static_cast<uint64_t>(config_.seed));
+
+  data_ = prepare_run_data(config_, options_.reader, options_.log);
+
+  model_ = model::MSAM(model_config(config_));
+  const bool resuming = options_.resume && fs::exists(latest_checkpoint());
+  if (options_.resume && !resuming)
+    log("resume: no " + latest_checkpoint() + " yet, starting a new run");
+  if (!resuming && !config_.model.checkpoint.empty())
+    log(model::load_weights(model_, config_.model.checkpoint, model::WeightsPolicy::kInitFrom));
+  model_->image_encoder->freeze_base(config_.model.freeze == Freeze::kEncoder);
+  model_->to(device_);
+
+  // Per-module learning rates as the reference's AdamW groups.
+  const auto& m = config_.optim.lr_mult;
+  const double lr = config_.optim.lr;
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  auto add_group = [&](std::vector<torch::Tensor> params, double mult) {
+    std::vector<torch::Tensor> trainable;
+    for (auto& p : params)
+      if (p.requires_grad()) trainable.push_back(p);
+    if (trainable.empty()) return;
+    auto opts = std::make_unique<torch::optim::AdamWOptions>(lr * mult);
+    opts->betas({config_.optim.betas[0], config_.optim.betas[1]});
+    opts->eps(config_.optim.eps);
+    opts->weight_decay(config_.optim.weight_decay);
+    groups.emplace_back(std::move(trainable), std::move(opts));
+  };
+  auto lora = model_->image_encoder->lora_parameters();
+  std::vector<torch::Tensor> encoder_base;
+  for (auto& p : model_->image_encoder->parameters()) {
+    bool is_lora = false;
+    for (auto& l : lora) is_lora = is_lora || l.is_same(p);
+    if (!is_lora) encoder_base.push_back(p);
+  }
+  add_group(encoder_base, m.image_encoder);
+  add_group(lora, m.lora);
+  add_group(model_->prompt_encoder->parameters(), m.prompt_encoder);
+  add_group(model_->mask_decoder->parameters(), m.mask_decoder);
+  add_group(model_->adapter->parameters(), m.adapter);
+  optimizer_ = std::make_unique<torch::optim::AdamW>(
+      std::move(groups), torch::optim::AdamWOptions(lr).weight_decay(config_.optim.weight_decay));
+  scheduler_ = std::make_unique<MultiStepLR>(*optimizer_, config_.schedule.milestones,
+                                             config_.schedule.gamma,
+                                             config_.schedule.warmup_epochs);
+  GradScalerOptions so;
+  so.enabled = config_.precision == Precision::kFp16 && device_.is_cuda();
+  scaler_ = std::make_unique<GradScaler>(so);
+
+  if (resuming) {
+    const auto meta = read_checkpoint_meta(latest_checkpoint());
+    log(model::load_weights(model_, latest_checkpoint(), model::WeightsPolicy::kExact));
+    model_->image_encoder->freeze_base(config_.model.freeze == Freeze::kEncoder);
+    model_->to(device_);
+    load_optimizer_state(latest_checkpoint(), *optimizer_);
+    scheduler_->load_state(nlohmann::json::parse(meta.extra.at("scheduler")));
+    scaler_->load_state(nlohmann::json::parse(meta.extra.at("grad_scaler")));
+    for (const auto& j : nlohmann::json::parse(meta.extra.at("history")))
+      history_.push_back(from_json(j));
+    start_epoch_ = meta.epoch;
+    global_step_ = meta.global_step;
+    best_val_dice_ = meta.best_val_dice;
+    log("resume: continuing after epoch " + std::to_string(start_epoch_) + " from " +
+        latest_checkpoint());
+  }
+  io::write_file_atomically((fs::path(config_.output) / "config.yaml").string(),
+                            to_yaml(config_));
+}
+
+std::string Trainer::latest_checkpoint() const {
+  return (fs::path(config_.output) / "latest.safetensors").string();
+}
+std::string Trainer::best_checkpoint() const {
+  return (fs::path(config_.output) / "best.safetensors").string();
+}
+
+void Trainer::log(const std::string& line) const { options_.log(line); }
+
+torch::Tensor Trainer::iteration_loss(const torch::Tensor& logits,
+                                      const torch::Tensor& target) const {
+  auto l = logits.to(torch::kFloat);
+  return config_.loss.kind == LossKind::kDice ? dice_ce_loss_monai12(l, target)
+                                              : dice_bce_loss(l, target);
+}
+
+EpochRecord Trainer::train_epoch(int64_t epoch) {
+  model_->train();
+  data::LoaderOptions lo;
+  lo.batch_size = config_.batch_size;
+  lo.workers = static_cast<int>(config_.data.workers);
+  lo.prefetch = static_cast<int>(config_.data.prefetch);
+  lo.shuffle = true;
+  lo.random_flips = config_.data.random_flip;
+  lo.seed = static_cast<uint64_t>(config_.seed);
+  data::EpochLoader loader(data_.train, lo, epoch);
+  auto gen = torch::make_generator<at::CPUGeneratorImpl>(epoch_seed(config_.seed, epoch, 1));
+  RefinementOptions ro{config_.loop.iterations, config_.loop.protocol, config_.loop.multi_click,
+                       config_.loop.threshold};
+  const bool encoder_frozen =
+      config_.model.freeze == Freeze::kEncoder && config_.model.lora_rank == 0;
+  const auto amp_dtype = config_.precision == Precision::kBf16   ? torch::kBFloat16
+                         : config_.precision == Precision::kFp16 ? torch::kHalf
+                                                                 : torch::kFloat;
+  EpochRecord rec;
+  rec.epoch = epoch + 1;
+  rec.lr = scheduler_->current_lrs().empty() ? 0 : scheduler_->current_lrs().back();
+  const int64_t skipped_before = scaler_->skipped_steps();
+  double loss_sum = 0, dice_sum = 0;
+  int64_t batches = 0, dice_batches = 0, samples = 0;
+  int64_t total = loader.num_batches();
+  if (options_.max_steps_per_epoch > 0) total = std::min(total, options_.max_steps_per_epoch);
+  const auto t0 = std::chrono::steady_clock::now();
+  while (batches < total) {
+    auto batch = loader.next();
+    if (!batch) break;
+    auto image = batch->image.to(device_);
+    auto target = batch->label.to(device_).to(torch::kFloat);
+    torch::Tensor loss;
+    double dice = NAN;
+    {
+      compat::AutocastGuard amp(device_, amp_dtype);
+      model::VolumeContext ctx;
+      if (encoder_frozen) {
+        torch::Tensor emb;
+        {
+          torch::NoGradGuard no_grad;
+          emb = model_->image_encoder(image);
+        }
+        ctx = model_->context(emb);
+      } else {
+        ctx = model_->encode(image);
+      }
+      loss = torch::zeros({}, target.options());
+      run_refinement(model_, ctx, target, ro, gen, [&](const IterationResult& it) {
+        const bool last = it.index == ro.iterations - 1;
+        if (config_.loss.reduce == LossReduce::kSum || last)
+          loss = loss + iteration_loss(it.logits, target);
+        if (last) dice = reference_dice(it.logits, target);
+      });
+    }
+    optimizer_->zero_grad();
+    scaler_->scale(loss).backward();
+    scaler_->step(*optimizer_);
+    scaler_->update();
+    ++global_step_;
+    ++batches;
+    samples += image.size(0);
+    loss_sum += loss.item<double>();
+    if (std::isfinite(dice)) {
+      dice_sum += dice;
+      ++dice_batches;
+    }
+    const double elapsed =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (isatty(2) || batches == total || batches % std::max<int64_t>(1, total / 5) == 0) {
+      char line[256];
+      std::snprintf(line, sizeof line,
+                    "epoch %lld/%lld [%lld/%lld] loss %.4f dice %.4f  %.2f samples/s  ETA %s",
+                    (long long)(epoch + 1), (long long)config_.epochs, (long long)batches,
+                    (long long)total, loss_sum / batches,
+                    dice_batches ? dice_sum / dice_batches : NAN, samples / elapsed,
+                    format_duration(elapsed / batches * (total - batches)).c_str());
+      if (isatty(2))
+        std::fprintf(stderr, "\r%s%s", line, batches == total ? "\n" : "");
+      else
+        log(line);
+    }
+  }
+  rec.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  rec.samples_per_second = samples / std::max(rec.seconds, 1e-9);
+  rec.train_loss = batches ? loss_sum / batches : NAN;
+  rec.train_dice = dice_batches ? dice_sum / dice_batches : NAN;
+  rec.skipped_steps = scaler_->skipped_steps() - skipped_before;
+  if (rec.skipped_steps > 0)
+    log("fp16: " + std::to_string(rec.skipped_steps) +
+        " step(s) skipped for inf/nan gradients; loss scale now " +
+        std::to_string(scaler_->scale_value()));
+  return rec;
+}
+
+std::pair<double, double> Trainer::validate(int64_t epoch) {
+  if (data_.val.empty()) return {NAN, NAN};
+  model_->eval();
+  torch::NoGradGuard no_grad;
+  data::LoaderOptions lo;
+  lo.batch_size = config_.batch_size;
+  lo.workers = static_cast<int>(config_.data.workers);
+  lo.shuffle = false;
+  lo.seed = static_cast<uint64_t>(config_.seed);
+  data::EpochLoader loader(data_.val, lo, 0);
+  // The same clicks every epoch, so validation Dice is comparable across epochs.
+  auto gen = torch::make_generator<at::CPUGeneratorImpl>(epoch_seed(config_.seed, 0, 2));
+  RefinementOptions ro{config_.loop.iterations, config_.loop.protocol, config_.loop.multi_click,
+                       config_.loop.threshold};
+  double loss_sum = 0, dice_sum = 0;
+  int64_t n = 0, nd = 0;
+  while (auto batch = loader.next()) {
+    auto image = batch->image.to(device_);
+    auto target = batch->label.to(device_).to(torch::kFloat);
+    auto ctx = model_->encode(image);
+    double loss = 0, dice = NAN;
+    run_refinement(model_, ctx, target, ro, gen, [&](const IterationResult& it) {
+      const bool last = it.index == ro.iterations - 1;
+      if (config_.loss.reduce == LossReduce::kSum || last)
+        loss += iteration_loss(it.logits, target).item<double>();
+      if (last) dice = reference_dice(it.logits, target);
+    });
+    loss_sum += loss;
+    ++n;
+    if (std::isfinite(dice)) {
+      dice_sum += dice;
+      ++nd;
+    }
+  }
+  (void)epoch;
+  return {n ? loss_sum / n : NAN, nd ? dice_sum / nd : NAN};
+}
+
+void Trainer::save(const std::string& path, int64_t epochs_done) {
+  CheckpointMeta meta;
+  meta.epoch = epochs_done;
+  meta.global_step = global_step_;
+  meta.best_val_dice = best_val_dice_;
+  meta.config_yaml = to_yaml(config_);
+  meta.model_config = model_->config().to_json();
+  meta.extra["scheduler"] = scheduler_->state().dump();
+  meta.extra["grad_scaler"] = scaler_->state().dump();
+  nlohmann::json h = nlohmann::json::array();
+  for (const auto& r : history_) h.push_back(to_json(r));
+  meta.extra["history"] = h.dump();
+  save_checkpoint(path, *model_, optimizer_.get(), meta);
+}
+
+void Trainer::write_reports() const {
+  const fs::path out(config_.output);
+  eval::CsvWriter csv((out / "metrics.csv").string(),
+                      {"epoch", "lr", "train_loss", "train_dice", "val_loss", "val_dice",
+                       "seconds", "samples_per_second", "skipped_steps"});
+  std::string jsonl;
+  for (const auto& r : history_) {
+    csv.add_row({std::to_string(r.epoch), eval::format_number(r.lr),
+                 eval::format_number(r.train_loss), eval::format_number(r.train_dice),
+                 eval::format_number(r.val_loss), eval::format_number(r.val_dice),
+                 eval::format_number(r.seconds), eval::format_number(r.samples_per_second),
+                 std::to_string(r.skipped_steps)});
+    jsonl += to_json(r).dump() + "\n";
+  }
+  csv.close();
+  io::write_file_atomically((out / "metrics.jsonl").string(), jsonl);
+  eval::Series tl{"train loss", {}, {}, {}}, vl{"val loss", {}, {}, {}},
+      td{"train Dice", {}, {}, {}}, vd{"val Dice", {}, {}, {}};
+  for (const auto& r : history_) {
+    const double e = static_cast<double>(r.epoch);
+    tl.x.push_back(e), tl.y.push_back(r.train_loss);
+    vl.x.push_back(e), vl.y.push_back(r.val_loss);
+    td.x.push_back(e), td.y.push_back(r.train_dice);
+    vd.x.push_back(e), vd.y.push_back(r.val_dice);
+  }
+  eval::ChartSpec loss_chart;
+  loss_chart.title = "Loss (summed over refinement iterations)";
+  loss_chart.x_label = "epoch";
+  loss_chart.y_label = "loss";
+  loss_chart.series = {tl, vl};
+  eval::write_line_chart_svg((out / "loss.svg").string(), loss_chart);
+  eval::ChartSpec dice_chart;
+  dice_chart.title = "Dice after the last click (logits > 0.5)";
+  dice_chart.x_label = "epoch";
+  dice_chart.y_label = "Dice";
+  dice_chart.series = {td, vd};
+  dice_chart.y_min = 0.0;
+  dice_chart.y_max = 1.0;
+  eval::write_line_chart_svg((out / "dice.svg").string(), dice_chart);
+}
+
+std::vector<EpochRecord> Trainer::run() {
+  log("train: " + std::to_string(data_.train.size()) + " cases, batch " +
+      std::to_string(config_.batch_size) + ", " + std::to_string(config_.loop.iterations) +
+      " iterations per volume, epochs " + std::to_string(start_epoch_ + 1) + ".." +
+      std::to_string(config_.epochs) + ", output " + config_.output);
+  for (int64_t epoch = start_epoch_; epoch < config_.epochs; ++epoch) {
+    auto rec = train_epoch(epoch);
+    const bool do_val = (epoch + 1) % config_.val_every == 0 || epoch + 1 == config_.epochs;
+    if (do_val) std::tie(rec.val_loss, rec.val_dice) = validate(epoch);
+    scheduler_->step();
+    history_.push_back(rec);
+    const bool best = std::isfinite(rec.val_dice) && rec.val_dice > best_val_dice_;
+    if (best) best_val_dice_ = rec.val_dice;
+    save(latest_checkpoint(), epoch + 1);
+    if (best) save(best_checkpoint(), epoch + 1);
+    write_reports();
+    char line[256];
+    std::snprintf(line, sizeof line,
+                  "epoch %lld: train loss %.4f dice %.4f | val loss %.4f dice %.4f%s | %.1f s",
+                  (long long)rec.epoch, rec.train_loss, rec.train_dice, rec.val_loss,
+                  rec.val_dice, best ? " (best)" : "", rec.seconds);
+    log(line);
+  }
+  if (!fs::exists(best_checkpoint()) && fs::exists(latest_checkpoint()))
+    fs::copy_file(latest_checkpoint(), best_checkpoint(), fs::copy_options::overwrite_existing);
+  return history_;
+}
+
+}  // namespace msam::train
