@@ -6,15 +6,10 @@
 
 #include "msam/common/compat.h"
 #include "msam/common/error.h"
+#include "msam/common/shape.h"
 
 namespace msam::model {
 namespace {
-
-std::string shape_str(at::IntArrayRef s) {
-  std::string r = "[";
-  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
-  return r + "]";
-}
 
 torch::nn::LayerNorm layer_norm(int64_t dim) {
   return torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim}));  // eps 1e-5, as nn.LayerNorm
@@ -168,12 +163,13 @@ MaskDecoderTrace MaskDecoder3DImpl::predict_masks(const torch::Tensor& src,
                 ", got " + shape_str(sparse.sizes()));
   const int64_t B = sparse.size(0);
   if (src.dim() != 5 || src.size(0) != B || src.size(1) != dim)
-    throw Error("mask decoder: image embedding must be " + shape_str({B, dim}) +
-                "×g³ (one per prompt), got " + shape_str(src.sizes()));
+    throw Error("mask decoder: image embedding must be [B, C, g, g, g] with B = " +
+                std::to_string(B) + " (one per prompt) and C = " + std::to_string(dim) +
+                ", got " + shape_str(src.sizes()));
   if (image_pe.dim() != 5 || (image_pe.size(0) != 1 && image_pe.size(0) != B) ||
       !image_pe.sizes().slice(1).equals(src.sizes().slice(1)))
-    throw Error("mask decoder: image PE must be 1×" + shape_str(src.sizes().slice(1)) +
-                ", got " + shape_str(image_pe.sizes()));
+    throw Error("mask decoder: image PE must be [1 or B, C, g, g, g] matching the image " +
+                shape_str(src.sizes()) + ", got " + shape_str(image_pe.sizes()));
   const auto dtype = iou_token->weight.scalar_type();
   auto output_tokens = torch::cat({iou_token->weight, mask_tokens->weight}, 0);
   auto tokens =

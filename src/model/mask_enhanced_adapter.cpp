@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include "msam/common/error.h"
+#include "msam/common/shape.h"
 
 namespace msam::model {
 namespace {
@@ -109,12 +110,10 @@ MaskEnhancedAdapterImpl::MaskEnhancedAdapterImpl(const MaskEnhancedAdapterOption
 
 void MaskEnhancedAdapterImpl::check_input(const torch::Tensor& t, const char* what) const {
   const int64_t c = options_.width, g = options_.grid;
-  if (t.dim() != 5 || t.size(1) != c || t.size(2) != g || t.size(3) != g || t.size(4) != g) {
-    std::string got;
-    for (int64_t i = 0; i < t.dim(); ++i) got += (i ? "×" : "") + std::to_string(t.size(i));
-    throw Error(std::string("mask-enhanced adapter: ") + what + " must be B×" +
-                std::to_string(c) + "×" + std::to_string(g) + "³, got " + got);
-  }
+  if (t.dim() != 5 || t.size(1) != c || t.size(2) != g || t.size(3) != g || t.size(4) != g)
+    throw Error(std::string("mask-enhanced adapter: ") + what + " must be [B, " +
+                std::to_string(c) + ", " + std::to_string(g) + ", " + std::to_string(g) + ", " +
+                std::to_string(g) + "], got " + shape_str(t.sizes()));
 }
 
 MaskEnhancedAdapterImpl::ImageSide MaskEnhancedAdapterImpl::precompute(

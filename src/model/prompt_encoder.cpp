@@ -5,18 +5,10 @@
 #include <cmath>
 
 #include "msam/common/error.h"
+#include "msam/common/shape.h"
 #include "msam/model/layers.h"
 
 namespace msam::model {
-namespace {
-
-std::string shape_str(at::IntArrayRef s) {
-  std::string r = "[";
-  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
-  return r + "]";
-}
-
-}  // namespace
 
 PositionEmbeddingRandom3DImpl::PositionEmbeddingRandom3DImpl(int64_t num_pos_feats) {
   positional_encoding_gaussian_matrix = register_buffer(

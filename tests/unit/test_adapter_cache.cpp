@@ -133,7 +133,8 @@ TEST(ModelInputChecks, BadAdapterAndDecoderInputsAreErrors) {
   auto pe = torch::randn({1, kWidth, 8, 8, 8});
   auto sparse = torch::randn({3, 2, kWidth});
   auto dense = torch::randn({3, kWidth, 8, 8, 8});
-  EXPECT_THROW(decoder->forward(image, pe, sparse, dense, false, mea), Error);  // 2 images, 3 prompts
+  // Two images for three prompts: only a single image is repeated.
+  EXPECT_THROW(decoder->forward(image, pe, sparse, dense, false, mea), Error);
   EXPECT_THROW(decoder->forward(image, pe, torch::randn({2, 2, kWidth + 1}), false), Error);
 }
 
