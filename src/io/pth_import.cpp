@@ -124,6 +124,8 @@ std::optional<std::vector<int64_t>> int_tuple(const Value& v) {
 // backward_hooks[, metadata]): recorded as a view, checked when it is materialised.
 ValuePtr rebuild_tensor(const Value& args) {
   const auto& a = args.items;
+  if (args.kind == Value::Kind::Tuple && !a.empty() && a[0]->kind == Value::Kind::Skipped)
+    return a[0];  // keeps the reason the storage was skipped
   if (args.kind != Value::Kind::Tuple || a.size() < 4 || a[0]->kind != Value::Kind::Storage ||
       a[1]->kind != Value::Kind::Int)
     return skipped("_rebuild_tensor_v2 with unexpected arguments");

@@ -116,6 +116,14 @@ ZipArchive::ZipArchive(const std::string& path) : path_(path) {
       }
       xp += 4 + len;
     }
+    // Sizes bound every later allocation: data must fit in the file, and deflate
+    // expands at most 1032:1.
+    if (z.local_header_offset > file_size_ || z.compressed_size > file_size_ - z.local_header_offset)
+      throw corrupt("'" + z.name + "' lies past the end of the " + std::to_string(file_size_) +
+                    "-byte file (truncated archive?)");
+    if ((z.method == 0 && z.size != z.compressed_size) ||
+        (z.method == 8 && z.size > z.compressed_size * 1032 + 1024))
+      throw corrupt("'" + z.name + "' has impossible sizes");
     entries_.push_back(std::move(z));
     pos += kCentralHeaderSize + name_len + extra_len + comment_len;
   }
@@ -157,8 +165,6 @@ void ZipArchive::read_into(const ZipEntry& entry, void* dst) {
   const uint64_t data_offset = entry.local_header_offset + kLocalHeaderSize + le(local + 26, 2) +
                                le(local + 28, 2);
   if (entry.method == 0) {
-    if (entry.compressed_size != entry.size)
-      throw file_error(path_, "corrupt ZIP archive: stored " + what + " has different sizes");
     read_at(data_offset, dst, entry.size, what.c_str());
   } else if (entry.method == 8) {
     std::string packed(entry.compressed_size, '\0');

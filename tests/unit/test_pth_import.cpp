@@ -358,6 +358,25 @@ TEST(PthImport, MalformedArchivesAreClearErrors) {
   path = write_temp("shortpkl.pth", make_zip({{"ck/data.pkl", pkl.substr(0, pkl.size() / 2)},
                                              {"ck/data/0", float_bytes(v)}}));
   EXPECT_HAS(import_error(path), "truncated pickle");
+  // Every truncation point of the pickle is an error, never a crash.
+  for (size_t n = 0; n < pkl.size(); ++n) {
+    path = write_temp("cut.pth", make_zip({{"ck/data.pkl", pkl.substr(0, n)},
+                                           {"ck/data/0", float_bytes(v)}}));
+    EXPECT_THROW(io::read_pth(path), Error) << n;
+  }
+  // A storage type outside the allow-list.
+  const std::string complex = checkpoint_pickle([](Pickle& p) {
+    p.str("image_encoder.w").tensor("ComplexFloatStorage", "0", 3, 0, {3}, {1});
+  });
+  path = write_temp("complex.pth",
+                    make_zip({{"ck/data.pkl", complex}, {"ck/data/0", float_bytes(v)}}));
+  EXPECT_HAS(import_error(path), "storage of unsupported type torch.ComplexFloatStorage");
+  // An entry claiming more data than the file holds.
+  std::string big = good;
+  const size_t dir_pos = good.rfind(std::string("\x50\x4b\x01\x02", 4));  // last central header
+  big[dir_pos + 23] = '\x7f';  // high byte of its compressed size: ~2 GB
+  path = write_temp("big.pth", big);
+  EXPECT_HAS(import_error(path), "'ck/data/0' lies past the end");
   // Not a zip file at all.
   path = write_temp("text.pth", "this is not a checkpoint");
   EXPECT_HAS(import_error(path), path + ": not a ZIP archive");
