@@ -367,7 +367,8 @@ at::Tensor render_overlay(const at::Tensor& image, const at::Tensor& gt, const a
   const int64_t height = std::max(shape[1], shape[2]) * scale;
   const int64_t width = (2 * shape[0] + shape[1]) * scale + 2 * kPanelGap;
   Canvas canvas(height, width);
-  const int64_t half = std::max<int64_t>(2, scale / 2);  // click square: 2·half + 1 px wide
+  // Click squares are 2·half + 1 px wide: a little over one voxel, at least 7 px.
+  const int64_t half = std::max<int64_t>(3, scale / 2 + 1);
 
   int64_t left = 0;
   for (const Panel& p : panels) {
