@@ -273,8 +273,9 @@ std::string line_chart_svg(const ChartSpec& spec) {
        fixed(spec.height - 14.0, 2) + "\" text-anchor=\"middle\">" + xml_escape(spec.x_label) +
        "</text>\n";
   const std::string ymid = fixed((y0 + y1) / 2, 2);
-  o += "<text class=\"y-label\" x=\"18\" y=\"" + ymid + "\" text-anchor=\"middle\" transform=\"rotate(-90 18 " +
-       ymid + ")\">" + xml_escape(spec.y_label) + "</text>\n";
+  o += "<text class=\"y-label\" x=\"18\" y=\"" + ymid +
+       "\" text-anchor=\"middle\" transform=\"rotate(-90 18 " + ymid + ")\">" +
+       xml_escape(spec.y_label) + "</text>\n";
 
   for (size_t k = 0; k < spec.series.size(); ++k) {
     const Series& s = spec.series[k];
@@ -286,8 +287,10 @@ std::string line_chart_svg(const ChartSpec& spec) {
       auto banded = [&](size_t i) { return finite_point(i) && std::isfinite(s.y_std[i]); };
       for (auto [b, e] : runs(s.y.size(), banded)) {
         std::string pts;
-        for (size_t i = b; i < e; ++i) pts += px(s.x[i]) + "," + py(s.y[i] + std::abs(s.y_std[i])) + " ";
-        for (size_t i = e; i-- > b;) pts += px(s.x[i]) + "," + py(s.y[i] - std::abs(s.y_std[i])) + " ";
+        for (size_t i = b; i < e; ++i)  // upper edge forwards, lower edge back
+          pts += px(s.x[i]) + "," + py(s.y[i] + std::abs(s.y_std[i])) + " ";
+        for (size_t i = e; i-- > b;)
+          pts += px(s.x[i]) + "," + py(s.y[i] - std::abs(s.y_std[i])) + " ";
         pts.pop_back();
         o += "<polygon class=\"band\" points=\"" + pts + "\" fill=\"" + colour +
              "\" fill-opacity=\"0.2\" stroke=\"none\"/>\n";

@@ -215,8 +215,9 @@ TEST(LineChart, AutoRangeCoversTheDataAndPointsLieInsideThePlot) {
   const std::string svg = eval::line_chart_svg(spec);
   check_balanced_xml(svg);
   std::smatch m;
-  ASSERT_TRUE(std::regex_search(svg, m, std::regex("<clipPath id=\"plot-area\"><rect x=\"([0-9.]+)\" "
-                                                   "y=\"([0-9.]+)\" width=\"([0-9.]+)\" height=\"([0-9.]+)\"")));
+  const std::regex clip("<clipPath id=\"plot-area\"><rect x=\"([0-9.]+)\" y=\"([0-9.]+)\" "
+                        "width=\"([0-9.]+)\" height=\"([0-9.]+)\"");
+  ASSERT_TRUE(std::regex_search(svg, m, clip));
   const double x0 = std::stod(m[1]), y0 = std::stod(m[2]);
   const double x1 = x0 + std::stod(m[3]), y1 = y0 + std::stod(m[4]);
   ASSERT_TRUE(std::regex_search(svg, m, std::regex("<polyline points=\"([^\"]*)\"")));
@@ -255,10 +256,11 @@ TEST(LineChart, MismatchedLengthsNameTheSeries) {
 
 namespace {
 
-// X=16, Y=12, Z=8 voxels, image value = x; ground truth a 5³ cube at x,y,z ∈ [4,9)×[3,8)×[2,7),
+// X=16, Y=12, Z=8 voxels, image value = x; ground truth a 5³ cube at [4,9)×[3,8)×[2,7),
 // prediction the same cube moved to x ∈ [6,11). Panels are enlarged 32× (256 / Z).
 struct OverlayCase {
-  torch::Tensor image = torch::arange(16, torch::kFloat).view({16, 1, 1}).expand({16, 12, 8}).contiguous();
+  torch::Tensor image =
+      torch::arange(16, torch::kFloat).view({16, 1, 1}).expand({16, 12, 8}).contiguous();
   torch::Tensor gt = torch::zeros({16, 12, 8}, torch::kBool);
   torch::Tensor pred = torch::zeros({16, 12, 8}, torch::kUInt8);
   std::vector<eval::Click> clicks{{12, 9, 4, 1}, {2, 5, 6, 0}, {7, 6, 5, 1}};
@@ -409,7 +411,8 @@ TEST(Csv, ParsesCrlfBomAndBlankLines) {
   const auto t = eval::parse_csv("\xEF\xBB\xBF" "a,b\r\n1,\"x\r\ny\"\r\n\r\n2,3\r\n", "mem.csv");
   EXPECT_EQ(t.header, (std::vector<std::string>{"a", "b"}));
   EXPECT_EQ(t.rows, (std::vector<std::vector<std::string>>{{"1", "x\r\ny"}, {"2", "3"}}));
-  EXPECT_EQ(eval::parse_csv("a,b\n1,", "m").rows, (std::vector<std::vector<std::string>>{{"1", ""}}));
+  EXPECT_EQ(eval::parse_csv("a,b\n1,", "m").rows,
+            (std::vector<std::vector<std::string>>{{"1", ""}}));
 }
 
 TEST(Csv, ErrorsNameTheFileAndLine) {
