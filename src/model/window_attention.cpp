@@ -72,7 +72,7 @@ void fill_rel_pos_bias(at::Tensor& bias, const at::Tensor& q, const at::Tensor& 
   auto rd = RD.narrow(5, 0, n).unsqueeze(5).unsqueeze(5);
   auto rh = RH.narrow(4, 0, n).narrow(5, 0, n).unsqueeze(4).unsqueeze(6);
   auto rw = RW.narrow(4, 0, n).narrow(5, 0, n).unsqueeze(4).unsqueeze(4);
-  at::add_out(real, rd + rh, rw);
+  real.copy_(rd + rh).add_(rw);  // in place on views: differentiable, no N×N temporary
 
   // Pad keys: Σ over the window³ box minus the real n³ box of e^{RD(kw) + RH(kd,kw) + RW(kh,kw)}.
   // With A(kw) = Σ_kd e^{RH}, B(kw) = Σ_kh e^{RW} split into real (< n) and pad (≥ n) parts, the

@@ -112,7 +112,9 @@ TEST(ImageEncoder, FreshLoraKeepsBaseOutputAndTrainsOnlyLora) {
   for (auto& p : lora->named_parameters()) {
     const bool is_lora = p.key().find(".linear_") != std::string::npos;
     EXPECT_EQ(p.value().requires_grad(), is_lora) << p.key();
-    if (!is_lora) EXPECT_FALSE(p.value().grad().defined()) << p.key();
+    if (!is_lora) {
+      EXPECT_FALSE(p.value().grad().defined()) << p.key();
+    }
   }
   // With B = 0 only B receives a gradient at first.
   EXPECT_GT(l->linear_b_q->weight.grad().abs().max().item<double>(), 0.0);
