@@ -30,7 +30,7 @@ struct Counts {
 };
 
 // Voxel counts and the bounding box of pred ∪ gt, in parallel over axis-0 slices.
-Counts count_voxels(const bool* pred, const bool* gt, const Shape3& shape, int num_threads) {
+Counts count_voxels(const uint8_t* pred, const uint8_t* gt, const Shape3& shape, int num_threads) {
   const int threads = resolve_threads(num_threads, shape[0]);
   std::vector<Counts> partial(threads);
   const int64_t slice = shape[1] * shape[2];
@@ -42,7 +42,7 @@ Counts count_voxels(const bool* pred, const bool* gt, const Shape3& shape, int n
         for (int64_t j = 0; j < shape[1]; ++j) {
           const int64_t row = i * slice + j * shape[2];
           for (int64_t k = 0; k < shape[2]; ++k) {
-            const bool p = pred[row + k], g = gt[row + k];
+            const bool p = pred[row + k] != 0, g = gt[row + k] != 0;
             c.pred += p;
             c.gt += g;
             c.both += p && g;
@@ -75,12 +75,12 @@ Counts count_voxels(const bool* pred, const bool* gt, const Shape3& shape, int n
 // Surface flags on the crop `box`: a foreground voxel is on the surface when one of its six
 // neighbours is background or outside the volume (erosion with border value 0). The box holds
 // every foreground voxel, so neighbours outside it are background either way.
-std::vector<uint8_t> surface_flags(const bool* pred, const bool* gt, const Shape3& shape,
+std::vector<uint8_t> surface_flags(const uint8_t* pred, const uint8_t* gt, const Shape3& shape,
                                    const Box& box, int num_threads) {
   const Shape3 crop{box.extent(0), box.extent(1), box.extent(2)};
   std::vector<uint8_t> flags(crop[0] * crop[1] * crop[2], 0);
   const int64_t s0 = shape[1] * shape[2], s1 = shape[2];
-  auto on_surface = [&](const bool* m, int64_t i, int64_t j, int64_t k) {
+  auto on_surface = [&](const uint8_t* m, int64_t i, int64_t j, int64_t k) {
     const int64_t at = i * s0 + j * s1 + k;
     if (!m[at]) return false;
     return i == box.lo[0] || i == box.hi[0] || !m[at - s0] || !m[at + s0] ||  //
@@ -139,6 +139,15 @@ void check_inputs(const at::Tensor& pred, const at::Tensor& gt, const MetricOpti
                 std::to_string(options.nsd_tolerance_mm));
 }
 
+// The mask as one byte per voxel, nonzero = foreground. Bool and uint8 tensors on the CPU are
+// read in place (converting a 512×512×300 volume costs more than the metrics themselves).
+at::Tensor mask_bytes(const at::Tensor& mask) {
+  auto m = mask.to(at::kCPU);
+  if (m.scalar_type() == at::kBool) m = m.view(at::kByte);
+  if (m.scalar_type() != at::kByte) m = m.ne(0).view(at::kByte);
+  return m.contiguous();
+}
+
 }  // namespace
 
 double linear_percentile(std::vector<double>& values, double q) {
@@ -162,11 +171,10 @@ double linear_percentile(std::vector<double>& values, double q) {
 CaseMetrics compute_case_metrics(const at::Tensor& pred, const at::Tensor& gt,
                                  const MetricOptions& options) {
   check_inputs(pred, gt, options);
-  const auto p = pred.to(at::kCPU).ne(0).contiguous();
-  const auto g = gt.to(at::kCPU).ne(0).contiguous();
+  const auto p = mask_bytes(pred), g = mask_bytes(gt);
   const Shape3 shape{p.size(0), p.size(1), p.size(2)};
-  const bool* pp = p.data_ptr<bool>();
-  const bool* gp = g.data_ptr<bool>();
+  const uint8_t* pp = p.data_ptr<uint8_t>();
+  const uint8_t* gp = g.data_ptr<uint8_t>();
 
   CaseMetrics m;
   const Counts counts = count_voxels(pp, gp, shape, options.num_threads);

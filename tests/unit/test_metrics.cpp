@@ -151,6 +151,11 @@ TEST(Metrics, CropEqualsUncroppedVolume) {
   const auto padded = compute_case_metrics(big_pred, big_gt, opt);
   const auto a = metric_values(tight), b = metric_values(padded);
   for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i].second, b[i].second) << a[i].first;
+  // Any dtype works, nonzero = foreground.
+  const auto float_byte =
+      compute_case_metrics(big_pred.to(torch::kFloat) * 3, big_gt.to(torch::kByte), opt);
+  const auto c = metric_values(float_byte);
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i].second, c[i].second) << a[i].first;
   EXPECT_EQ(tight.pred_surface_voxels, padded.pred_surface_voxels);
   EXPECT_EQ(tight.gt_surface_voxels, padded.gt_surface_voxels);
 }
