@@ -325,9 +325,11 @@ class Reader {
         if (d < best) best = d, nearest = k;
       }
       std::string msg = "unknown key '" + prefix_ + key + "'";
-      if (best <= std::max<size_t>(2, key.size() / 2))
+      if (best <= std::max<size_t>(3, key.size() / 2))
         msg += " (did you mean '" + prefix_ + nearest + "'?)";
-      msg += "; valid keys" + (prefix_.empty() ? std::string() : " under '" + prefix_ + "'") +
+      msg += "; valid keys" +
+             (prefix_.empty() ? std::string()
+                              : " under '" + prefix_.substr(0, prefix_.size() - 1) + "'") +
              ": " + join(known_);
       throw file_error(source_, msg);
     }
