@@ -74,7 +74,7 @@ std::string number(double v) {
   return std::string(buf, res.ptr);
 }
 
-// Collects "key: problem" messages for one source and throws the first.
+// Throws "<source>: <key>: <problem>" when a check fails.
 struct Check {
   const std::string& source;
   void require(bool ok, const std::string& key, const std::string& problem) const {
