@@ -2,6 +2,7 @@
 // development machines and CI, pip PyTorch 2.x (CUDA) on the GPU machine.
 #pragma once
 #include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
 #include <torch/version.h>
 
 namespace msam::compat {
@@ -21,5 +22,48 @@ inline at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::
   return at::matmul(at::softmax(logits, -1), v);
 #endif
 }
+
+// Mixed precision on CUDA for the guard's lifetime: ops that autocast lists run in `dtype`
+// (kHalf or kBFloat16). A no-op for a CPU device or dtype kFloat (CPU training is fp32).
+// Restores the previous autocast state and clears the cast cache when the outermost one ends.
+class AutocastGuard {
+ public:
+  AutocastGuard(const c10::Device& device, at::ScalarType dtype)
+      : active_(device.is_cuda() && dtype != at::kFloat) {
+    if (!active_) return;
+#if TORCH_VERSION_MAJOR >= 2
+    was_enabled_ = at::autocast::is_autocast_enabled(at::kCUDA);
+    old_dtype_ = at::autocast::get_autocast_dtype(at::kCUDA);
+    at::autocast::set_autocast_enabled(at::kCUDA, true);
+    at::autocast::set_autocast_dtype(at::kCUDA, dtype);
+#else
+    was_enabled_ = at::autocast::is_enabled();
+    old_dtype_ = at::autocast::get_autocast_gpu_dtype();
+    at::autocast::set_enabled(true);
+    at::autocast::set_autocast_gpu_dtype(dtype);
+#endif
+    at::autocast::increment_nesting();
+  }
+  ~AutocastGuard() {
+    if (!active_) return;
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+#if TORCH_VERSION_MAJOR >= 2
+    at::autocast::set_autocast_enabled(at::kCUDA, was_enabled_);
+    at::autocast::set_autocast_dtype(at::kCUDA, old_dtype_);
+#else
+    at::autocast::set_enabled(was_enabled_);
+    at::autocast::set_autocast_gpu_dtype(old_dtype_);
+#endif
+  }
+  AutocastGuard(const AutocastGuard&) = delete;
+  AutocastGuard& operator=(const AutocastGuard&) = delete;
+
+  bool active() const { return active_; }
+
+ private:
+  bool active_;
+  bool was_enabled_ = false;
+  at::ScalarType old_dtype_ = at::kHalf;
+};
 
 }  // namespace msam::compat

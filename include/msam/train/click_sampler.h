@@ -1,0 +1,51 @@
+// Click protocols of the refinement loop (DESIGN.md §3), batched on the tensors' device:
+// one draw per sample from a torch::Generator, no host round trip per sample.
+#pragma once
+#include <torch/torch.h>
+
+#include "msam/train/config.h"
+
+namespace msam::train {
+
+// Points B×N×3 (long, (d,h,w) = tensor index order) and labels B×N (long, 1 = foreground).
+struct Clicks {
+  torch::Tensor points;
+  torch::Tensor labels;
+};
+
+// Error regions of the previous prediction against the target, each B×1×D×H×W bool.
+// The prediction is `prev_logits > threshold`; the reference uses 0.5 on the *logits*
+// (kReferenceClickThreshold), not on the sigmoid.
+struct ErrorRegions {
+  torch::Tensor false_negative;  // target and not predicted
+  torch::Tensor false_positive;  // predicted and not target
+};
+ErrorRegions error_regions(const torch::Tensor& prev_logits, const torch::Tensor& target,
+                           double threshold = kReferenceClickThreshold);
+
+// The next click for every sample. `prev_logits` and `target` are B×1×D×H×W (target > 0 is
+// foreground); iteration 1 passes all-zero logits, so the error region is the foreground.
+//   random   : uniform over FN ∪ FP (reference `get_next_click3D_torch_2`)
+//   fnfp5050 : FN or FP with probability 1/2 (the other one when that is empty), then uniform
+//   center   : uniform among the voxels farthest from the boundary of their error region
+//              (the centre of the thickest error component), see boundary_distance
+// Label = 1 for a FN voxel, 0 for a FP voxel. A sample without errors (where the reference
+// would fail on an empty choice) gets a uniform foreground voxel with label 1; an empty
+// target and an empty prediction give a uniform voxel with label 0.
+Clicks sample_clicks(const torch::Tensor& prev_logits, const torch::Tensor& target,
+                     ClickProtocol protocol, torch::Generator& generator,
+                     double threshold = kReferenceClickThreshold);
+
+// multi_click mode: the clicks so far with `newest` appended along N. An empty `history`
+// (undefined tensors) gives `newest`.
+Clicks append_clicks(const Clicks& history, const Clicks& newest);
+
+// Per-voxel distance to the region's boundary, B×1×D×H×W float (0 outside `region`), for
+// a bool region B×1×D×H×W; voxels outside the volume count as outside the region.
+// Computed on the region's device by iterated erosion alternating the 6- and
+// 26-neighbourhood: the octagonal distance in voxel steps (a voxel touching the outside is
+// at 1), a cheap approximation of the Euclidean one that is exact for axis-aligned boxes.
+// One host sync per erosion step, none per sample.
+torch::Tensor boundary_distance(const torch::Tensor& region);
+
+}  // namespace msam::train

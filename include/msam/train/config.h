@@ -1,0 +1,163 @@
+// The run configuration: one YAML file describes a training run. Defaults reproduce the
+// reference (train_msam.py with SAM-Med3D-turbo's ViT-B, DESIGN.md §3-4).
+#pragma once
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#if MSAM_HAVE_YAML
+#include <yaml-cpp/yaml.h>
+#endif
+
+namespace msam::train {
+
+enum class Modality { kCT, kMR };  // CT intensities are clamped to [-1000, 1000]
+enum class ClickProtocol { kRandom, kFnFp5050, kCenter };
+enum class LossKind { kDice, kDiceBce };
+enum class LossReduce { kSum, kLast };  // over refinement iterations
+enum class Freeze { kEncoder, kNone };  // kEncoder: the encoder's own weights; LoRA trains
+enum class Precision { kFp32, kBf16, kFp16 };
+enum class DeviceKind { kCpu, kCuda };
+
+// One dataset: exactly one of `root` (imagesTr/ + labelsTr/), `dataset_json` (MSD) or `pairs`.
+struct DatasetSpec {
+  std::string root;
+  std::string dataset_json;
+  std::vector<std::pair<std::string, std::string>> pairs;  // (image, label) paths
+  std::vector<int64_t> target_labels;  // label values that form the foreground; empty = any > 0
+  Modality modality = Modality::kCT;
+};
+
+struct SplitConfig {
+  std::string file;  // split JSON; empty = <output>/split.json
+  int64_t seed = 0;
+  std::array<double, 3> ratios{0.6, 0.2, 0.2};  // train, val, test
+};
+
+struct DataConfig {
+  std::vector<DatasetSpec> datasets;
+  std::string cache_dir;  // preprocessed volumes; empty = <output>/cache
+  SplitConfig split;
+  std::optional<std::array<double, 3>> spacing;  // mm; absent = keep the native spacing
+  int64_t min_label_voxels = 1000;  // cases with <= this many foreground voxels are skipped
+  int64_t roi = 128;
+  bool random_flip = true;  // training augmentation: flips on all three axes
+  int64_t workers = 2;
+  int64_t prefetch = 2;
+};
+
+struct EncoderConfig {
+  int64_t embed_dim = 768;
+  int64_t depth = 12;
+  int64_t num_heads = 12;
+  std::vector<int64_t> global_attn_indexes{2, 5, 8, 11};
+  int64_t window = 14;
+  int64_t patch = 16;
+  int64_t img = 128;
+};
+
+struct AdapterConfig {
+  int64_t heads = 6;
+  int64_t blocks = 1;
+};
+
+struct DecoderConfig {
+  int64_t heads = 8;
+  int64_t mlp = 2048;
+};
+
+struct ModelConfig {
+  EncoderConfig encoder;
+  // The encoder neck's out_chans and the width of the prompt encoder, adapter and decoder.
+  // The reference hard-codes 384; smaller widths make a CPU-trainable model.
+  int64_t prompt_width = 384;
+  int64_t lora_rank = 4;  // 0 = no LoRA
+  AdapterConfig adapter;
+  DecoderConfig decoder;
+  std::string checkpoint;  // .pth or .safetensors to start from; empty = random init
+  Freeze freeze = Freeze::kEncoder;
+};
+
+// The reference thresholds the previous *logits* at 0.5 (not sigmoid at 0.5) when it
+// computes the error region for the next click; this is that threshold.
+constexpr double kReferenceClickThreshold = 0.5;
+
+struct LoopConfig {
+  int64_t iterations = 11;  // 1 click + 10 refinements
+  ClickProtocol protocol = ClickProtocol::kRandom;
+  bool multi_click = false;  // feed all clicks so far instead of only the newest
+  double threshold = kReferenceClickThreshold;
+};
+
+struct LossConfig {
+  LossKind kind = LossKind::kDice;  // what MONAI 1.2 DiceCE with one channel computes
+  LossReduce reduce = LossReduce::kSum;
+};
+
+// Learning-rate multipliers per module (reference: encoder/LoRA/adapter at the base lr,
+// prompt encoder and mask decoder at 0.1x).
+struct LrMultipliers {
+  double image_encoder = 1.0;
+  double lora = 1.0;
+  double adapter = 1.0;
+  double prompt_encoder = 0.1;
+  double mask_decoder = 0.1;
+};
+
+struct OptimConfig {  // AdamW
+  double lr = 8e-4;
+  std::array<double, 2> betas{0.9, 0.999};
+  double eps = 1e-8;
+  double weight_decay = 0.1;
+  LrMultipliers lr_mult;
+};
+
+struct ScheduleConfig {  // MultiStepLR, stepped once per epoch
+  std::vector<int64_t> milestones{120, 180};
+  double gamma = 0.1;
+  int64_t warmup_epochs = 0;
+};
+
+struct Config {
+  DataConfig data;
+  ModelConfig model;
+  LoopConfig loop;
+  LossConfig loss;
+  OptimConfig optim;
+  ScheduleConfig schedule;
+  Precision precision = Precision::kFp32;
+  DeviceKind device = DeviceKind::kCpu;
+  int64_t batch_size = 2;
+  int64_t epochs = 200;
+  int64_t val_every = 1;
+  std::string output = "runs/msam";
+  int64_t seed = 2023;
+  int64_t threads = 0;  // 0 = LibTorch's default
+};
+
+// Value checks that need no YAML (also used after building a Config in code). Errors name
+// the key, e.g. "run.yaml: optim.lr: must be > 0, got -1".
+void validate(const Config& config, const std::string& source);
+
+const char* name(ClickProtocol p);
+const char* name(Precision p);
+
+#if MSAM_HAVE_YAML
+// Reads and validates a run file, applying `overrides` ("a.b=c") first.
+Config load_config(const std::string& path, const std::vector<std::string>& overrides = {});
+
+// Converts and validates a parsed document. `source` names it in errors (a file path).
+Config parse_config(const YAML::Node& root, const std::string& source);
+
+// Sets `a.b.c` in `root` to `value` parsed as YAML ("1e-4", "[1, 2]", "cuda", "" = null),
+// creating maps on the way. A numeric component indexes a list (data.datasets.0.root=...).
+void apply_override(YAML::Node& root, const std::string& assignment);
+
+// The fully resolved config; parse_config(YAML::Load(to_yaml(c))) gives c back.
+std::string to_yaml(const Config& config);
+#endif
+
+}  // namespace msam::train

@@ -1,0 +1,114 @@
+#include "msam/model/window_attention.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "msam/common/compat.h"
+#include "msam/model/layers.h"
+
+namespace msam::model {
+
+std::pair<at::Tensor, std::array<int64_t, 3>> window_partition3d(const at::Tensor& x,
+                                                                 int64_t window) {
+  const int64_t B = x.size(0), C = x.size(4);
+  std::array<int64_t, 3> padded{};
+  std::array<int64_t, 3> pad{};
+  for (int i = 0; i < 3; ++i) {
+    pad[i] = (window - x.size(i + 1) % window) % window;
+    padded[i] = x.size(i + 1) + pad[i];
+  }
+  at::Tensor xp = x;
+  if (pad[0] || pad[1] || pad[2]) xp = at::constant_pad_nd(x, {0, 0, 0, pad[2], 0, pad[1], 0, pad[0]});
+  auto windows = xp.view({B, padded[0] / window, window, padded[1] / window, window,
+                          padded[2] / window, window, C})
+                     .permute({0, 1, 3, 5, 2, 4, 6, 7})
+                     .contiguous()
+                     .view({-1, window, window, window, C});
+  return {windows, padded};
+}
+
+at::Tensor window_unpartition3d(const at::Tensor& windows, int64_t window,
+                                const std::array<int64_t, 3>& padded,
+                                const std::array<int64_t, 3>& size) {
+  const int64_t nd = padded[0] / window, nh = padded[1] / window, nw = padded[2] / window;
+  const int64_t B = windows.size(0) / (nd * nh * nw);
+  auto x = windows.view({B, nd, nh, nw, window, window, window, -1})
+               .permute({0, 1, 4, 2, 5, 3, 6, 7})
+               .contiguous()
+               .view({B, padded[0], padded[1], padded[2], -1});
+  if (padded != size)
+    x = x.slice(1, 0, size[0]).slice(2, 0, size[1]).slice(3, 0, size[2]).contiguous();
+  return x;
+}
+
+namespace {
+
+at::Tensor lse(const at::Tensor& t, int64_t dim) { return at::logsumexp(t, {dim}); }
+
+// Fills `bias` (B, heads, n³, n³+1) with the relative-position logit terms: the scrambled rule
+// for the real keys and, in the last column, the log of the pad keys' summed weight.
+void fill_rel_pos_bias(at::Tensor& bias, const at::Tensor& q, const at::Tensor& bq, int64_t n,
+                       int64_t window, const at::Tensor& rel_d, const at::Tensor& rel_h,
+                       const at::Tensor& rel_w) {
+  const int64_t B = q.size(0), heads = q.size(1), hd = q.size(3), N = n * n * n, w = window;
+  // Query grid (d, h, w') for w' < window: the real queries, and the q bias at pad positions.
+  // RH and RW read it at w' = kd and w' = kh (the scrambled rule), so they need w' up to 13.
+  auto Q = q.reshape({B, heads, n, n, n, hd});
+  auto Qp = at::cat({Q, bq.view({1, heads, 1, 1, 1, hd}).expand({B, heads, n, n, w - n, hd})}, 4);
+  auto Rd = rel_pos_lookup(rel_d, n, w).transpose(1, 2);  // (d, hd, k)
+  auto Rh = rel_pos_lookup(rel_h, n, w).transpose(1, 2);  // (h, hd, k)
+  auto Rw = rel_pos_lookup(rel_w, w, w).transpose(1, 2);  // (w', hd, k)
+  // RD[b,a,d,h,w,kw] = Q[d,h,w]·Rd[d-kw]; RH[b,a,d,h,kd,kw] = Qp[d,h,kd]·Rh[h-kw];
+  // RW[b,a,d,h,kh,kw] = Qp[d,h,kh]·Rw[kh-kw]  (offsets + window-1).
+  auto RD = at::matmul(Q.reshape({B, heads, n, n * n, hd}), Rd).view({B, heads, n, n, n, w});
+  auto RH = at::matmul(Qp, Rh);
+  auto RW = at::matmul(Qp.permute({0, 1, 4, 2, 3, 5}).reshape({B, heads, w, n * n, hd}), Rw)
+                .view({B, heads, w, n, n, w})
+                .permute({0, 1, 3, 4, 2, 5});
+
+  // Real keys: S[qd,qh,qw, kd,kh,kw] += RD[qd,qh,qw,kw] + RH[qd,qh,kd,kw] + RW[qd,qh,kh,kw].
+  auto real = bias.narrow(3, 0, N).view({B, heads, n, n, n, n, n, n});
+  auto rd = RD.narrow(5, 0, n).unsqueeze(5).unsqueeze(5);
+  auto rh = RH.narrow(4, 0, n).narrow(5, 0, n).unsqueeze(4).unsqueeze(6);
+  auto rw = RW.narrow(4, 0, n).narrow(5, 0, n).unsqueeze(4).unsqueeze(4);
+  real.copy_(rd + rh).add_(rw);  // in place on views: differentiable, no N×N temporary
+
+  // Pad keys: Σ over the window³ box minus the real n³ box of e^{RD(kw) + RH(kd,kw) + RW(kh,kw)}.
+  // With A(kw) = Σ_kd e^{RH}, B(kw) = Σ_kh e^{RW} split into real (< n) and pad (≥ n) parts, the
+  // pad weight of column kw is A·B for kw ≥ n and A_pad·B + A_real·B_pad for kw < n: sums of
+  // positive terms only, so everything stays in log space without cancellation.
+  auto lA = lse(RH, 4), lA_real = lse(RH.narrow(4, 0, n), 4), lA_pad = lse(RH.narrow(4, n, w - n), 4);
+  auto lB = lse(RW, 4), lB_real = lse(RW.narrow(4, 0, n), 4), lB_pad = lse(RW.narrow(4, n, w - n), 4);
+  auto column = at::cat({at::logaddexp(lA_pad + lB, lA_real + lB_pad).narrow(4, 0, n),
+                         (lA + lB).narrow(4, n, w - n)},
+                        4);  // (B, heads, qd, qh, kw)
+  bias.narrow(3, N, 1).copy_(lse(RD + column.unsqueeze(4), 5).view({B, heads, N, 1}));
+}
+
+}  // namespace
+
+at::Tensor pad_key_window_attention(const at::Tensor& q, const at::Tensor& k,
+                                    const at::Tensor& v, const at::Tensor& qkv_bias, int64_t n,
+                                    int64_t window, const at::Tensor& rel_d,
+                                    const at::Tensor& rel_h, const at::Tensor& rel_w,
+                                    double scale) {
+  TORCH_CHECK(n < window, "pad-key attention needs a grid smaller than the window");
+  const int64_t B = q.size(0), heads = q.size(1), hd = q.size(3), N = n * n * n;
+  auto pad_kv = [&](const at::Tensor& t, int64_t i) {
+    return at::cat({t, qkv_bias[i].view({1, heads, 1, hd}).expand({B, heads, 1, hd})}, 2);
+  };
+  // Logit bias over N real keys + 1 pad key; rows padded to 16 elements so that fused
+  // attention kernels can take the mask without copying it.
+  const int64_t keys = N + 1, row = (keys + 15) / 16 * 16;
+  auto bias = at::empty({B, heads, N, row}, q.options()).narrow(3, 0, keys);
+  if (rel_d.defined()) {
+    fill_rel_pos_bias(bias, q, qkv_bias[0], n, window, rel_d, rel_h, rel_w);
+  } else {
+    bias.narrow(3, 0, N).zero_();
+    bias.narrow(3, N, 1).fill_(std::log(static_cast<double>(window * window * window - N)));
+  }
+  return compat::attention(q, pad_kv(k, 1), pad_kv(v, 2), bias, scale);
+}
+
+}  // namespace msam::model

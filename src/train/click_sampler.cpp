@@ -1,0 +1,130 @@
+#include "msam/train/click_sampler.h"
+
+#include "msam/common/error.h"
+
+namespace msam::train {
+
+namespace F = torch::nn::functional;
+
+namespace {
+
+void check_volumes(const torch::Tensor& prev_logits, const torch::Tensor& target) {
+  if (prev_logits.dim() != 5 || prev_logits.size(1) != 1)
+    throw Error("click sampling: previous logits must be B×1×D×H×W, got " +
+                c10::str(prev_logits.sizes()));
+  if (target.sizes() != prev_logits.sizes())
+    throw Error("click sampling: target " + c10::str(target.sizes()) +
+                " and previous logits " + c10::str(prev_logits.sizes()) + " differ in shape");
+}
+
+// Per sample: `primary` where it has a voxel, else `fallback`.
+torch::Tensor unless_empty(const torch::Tensor& primary, const torch::Tensor& fallback) {
+  const auto has = primary.flatten(1).any(1).view({-1, 1, 1, 1, 1});
+  return torch::where(has, primary, fallback);
+}
+
+// `n` uniforms in [0, 1) drawn on the generator's device, then moved to `device`: the
+// same seed gives the same clicks on the CPU and on a GPU.
+torch::Tensor uniforms(int64_t n, torch::Generator& generator, const torch::Device& device) {
+  auto u = torch::rand({n}, generator, torch::dtype(torch::kDouble).device(generator.device()));
+  return u.to(device);
+}
+
+// Flat voxel index, B, of a uniform draw among each sample's candidate voxels (non-empty):
+// the k-th candidate with k uniform in [0, count), found by binary search in the cumsum.
+torch::Tensor uniform_voxel(const torch::Tensor& candidates, torch::Generator& generator) {
+  const auto cum = candidates.flatten(1).to(torch::kLong).cumsum(1);
+  const auto count = cum.select(1, -1);
+  const auto u = uniforms(candidates.size(0), generator, candidates.device());
+  const auto k = torch::minimum((u * count.to(torch::kDouble)).floor().to(torch::kLong),
+                                count - 1);
+  return torch::searchsorted(cum, (k + 1).unsqueeze(1)).squeeze(1);
+}
+
+}  // namespace
+
+ErrorRegions error_regions(const torch::Tensor& prev_logits, const torch::Tensor& target,
+                           double threshold) {
+  check_volumes(prev_logits, target);
+  const auto predicted = prev_logits > threshold;
+  const auto truth = target > 0;
+  return {truth.logical_and(predicted.logical_not()),
+          predicted.logical_and(truth.logical_not())};
+}
+
+torch::Tensor boundary_distance(const torch::Tensor& region) {
+  if (region.dim() != 5 || region.size(1) != 1)
+    throw Error("boundary_distance: region must be B×1×D×H×W, got " + c10::str(region.sizes()));
+  const int64_t D = region.size(2), H = region.size(3), W = region.size(4);
+  auto inside = region.to(torch::kFloat);
+  auto distance = torch::zeros_like(inside);
+  bool cube = false;
+  while (inside.any().item<bool>()) {
+    distance += inside;
+    // Erosion = complement of the dilated complement; the outside of the volume is outside.
+    const auto outside = F::pad(1 - inside, F::PadFuncOptions({1, 1, 1, 1, 1, 1}).value(1));
+    torch::Tensor grown;
+    if (cube) {
+      grown = torch::max_pool3d(outside, 3, 1);
+    } else {
+      grown = torch::max_pool3d(outside.slice(3, 1, H + 1).slice(4, 1, W + 1), {3, 1, 1}, 1);
+      grown = torch::maximum(
+          grown, torch::max_pool3d(outside.slice(2, 1, D + 1).slice(4, 1, W + 1), {1, 3, 1}, 1));
+      grown = torch::maximum(
+          grown, torch::max_pool3d(outside.slice(2, 1, D + 1).slice(3, 1, H + 1), {1, 1, 3}, 1));
+    }
+    inside = 1 - grown;
+    cube = !cube;
+  }
+  return distance;
+}
+
+Clicks sample_clicks(const torch::Tensor& prev_logits, const torch::Tensor& target,
+                     ClickProtocol protocol, torch::Generator& generator, double threshold) {
+  const auto errors = error_regions(prev_logits, target, threshold);
+  const auto& fn = errors.false_negative;
+  const auto& fp = errors.false_positive;
+  const int64_t B = target.size(0);
+
+  torch::Tensor region;
+  switch (protocol) {
+    case ClickProtocol::kRandom:
+      region = fn.logical_or(fp);
+      break;
+    case ClickProtocol::kFnFp5050: {
+      // Reference: `np.random.random() > 0.5` picks FN.
+      const auto fn_first =
+          (uniforms(B, generator, target.device()) > 0.5).view({-1, 1, 1, 1, 1});
+      region = torch::where(fn_first, unless_empty(fn, fp), unless_empty(fp, fn));
+      break;
+    }
+    case ClickProtocol::kCenter: {
+      // FN and FP are separate regions: their common border is a boundary too.
+      const auto both = boundary_distance(torch::cat({fn, fp}, 0));
+      const auto distance = both.slice(0, 0, B) + both.slice(0, B, 2 * B);
+      const auto farthest = distance.flatten(1).amax(1).view({-1, 1, 1, 1, 1});
+      region = distance.eq(farthest).logical_and(farthest > 0);
+      break;
+    }
+  }
+  // No error: a foreground voxel (label 1); no foreground either: any voxel (label 0).
+  const auto truth = target > 0;
+  const auto candidates = unless_empty(unless_empty(region, truth), torch::ones_like(truth));
+  const auto index = uniform_voxel(candidates, generator);
+
+  const int64_t H = target.size(3), W = target.size(4);
+  const auto d = index.div(H * W, "floor");
+  const auto h = index.div(W, "floor").remainder(H);
+  const auto w = index.remainder(W);
+  // Inside FN ∪ FP the label "is FN" equals "is foreground"; so it does in the fallbacks.
+  const auto labels = truth.flatten(1).gather(1, index.unsqueeze(1)).to(torch::kLong);
+  return {torch::stack({d, h, w}, 1).unsqueeze(1), labels};
+}
+
+Clicks append_clicks(const Clicks& history, const Clicks& newest) {
+  if (!history.points.defined()) return newest;
+  return {torch::cat({history.points, newest.points}, 1),
+          torch::cat({history.labels, newest.labels}, 1)};
+}
+
+}  // namespace msam::train
