@@ -13,6 +13,7 @@
 
 #include "fixtures.h"
 #include "msam/common/error.h"
+#include "msam/data/geometry_ops.h"
 #include "msam/imageio/image_io.h"
 
 using namespace msam;
@@ -142,6 +143,17 @@ TEST(ImageIO, ErrorsNameTheFile) {
   }
   expect_error([&] { imageio::read_image(truncated); }, {truncated, "truncated"});
 
+  // Truncated compressed NRRD and MetaImage files.
+  for (const std::string ext : {".nrrd", ".mha"}) {
+    SCOPED_TRACE(ext);
+    const std::string whole = dir + "/whole" + ext, cut = dir + "/cut" + ext;
+    imageio::write_volume(whole, data::Volume{torch::randn({40, 30, 20}), {}, ""});
+    std::ifstream in(whole, std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::ofstream(cut, std::ios::binary).write(bytes.data(), bytes.size() / 2);
+    expect_error([&] { imageio::read_image(cut); }, {cut});
+  }
+
   const std::string garbage = dir + "/garbage.nii";
   std::ofstream(garbage) << "not an image";
   expect_error([&] { imageio::read_image(garbage); }, {garbage});
@@ -235,4 +247,19 @@ TEST(ImageIO, DicomSeriesFolder) {
   expect_geometry_near(v.geometry, expected, 1e-4);
 
   expect_error([&] { imageio::read_image(test::temp_dir("imageio_empty")); }, {"no DICOM series"});
+}
+
+TEST(ImageIO, RealScansReorientToRas) {
+  for (const std::string name : {"msam_lung_ct/label.nii.gz", "breast_mr/label.nrrd",
+                                 "abdomen_ct_organs/label.nii.gz"}) {
+    SCOPED_TRACE(name);
+    const data::Volume label = imageio::read_label(test::data_path(name));
+    const auto r = data::reorient_to_ras(label);
+    // RAS+ in LPS terms: the diagonal of the new direction is (-, -, +) and dominant.
+    EXPECT_LT(r.volume.geometry.direction[0], -0.9);
+    EXPECT_LT(r.volume.geometry.direction[4], -0.9);
+    EXPECT_GT(r.volume.geometry.direction[8], 0.9);
+    EXPECT_EQ(r.volume.data.sum().item<int64_t>(), label.data.sum().item<int64_t>());
+    EXPECT_TRUE(torch::equal(data::undo_reorient(r.volume.data, r.record).data, label.data));
+  }
 }
