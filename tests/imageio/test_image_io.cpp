@@ -263,3 +263,43 @@ TEST(ImageIO, RealScansReorientToRas) {
     EXPECT_TRUE(torch::equal(data::undo_reorient(r.volume.data, r.record).data, label.data));
   }
 }
+
+// The whole-scan path: read, reorient, resample, crop a 128³ ROI, "predict" (here: the crop
+// itself), paste back, resample back, undo the reorientation, write, read.
+TEST(ImageIO, WholeScanRoundTripRestoresTheLabelInTheRoi) {
+  const std::string path = test::data_path("abdomen_ct_organs/label.nii.gz");
+  const data::Volume label = imageio::read_label(path);
+  const data::Volume mask{(label.data == 5).to(at::kByte), label.geometry, path};
+  const auto ras = data::reorient_to_ras(mask);
+  const data::Volume fine = data::resample(ras.volume, {1.5, 1.5, 1.5}, data::Interp::Nearest);
+  ASSERT_EQ(fine.data.sizes(), (at::IntArrayRef{244, 202, 60}));  // 3 mm -> 1.5 mm, factor 2
+  const auto nz = fine.data.nonzero().to(at::kDouble).mean(0);
+  const data::Index3 centre{std::llround(nz[0].item<double>()), std::llround(nz[1].item<double>()),
+                            std::llround(nz[2].item<double>())};
+  const data::Roi roi = data::extract_roi(fine.data, centre);
+  const at::Tensor pasted = data::paste_roi(roi.crop, roi.record);
+  const data::Volume coarse = data::resample_onto(
+      data::Volume{pasted, fine.geometry, path},
+      {ras.volume.data.size(0), ras.volume.data.size(1), ras.volume.data.size(2)},
+      ras.volume.geometry, data::Interp::Nearest);
+  const data::Volume back = data::undo_reorient(coarse.data, ras.record);
+
+  const std::string out = test::temp_dir("imageio_scan") + "/mask.nii.gz";
+  imageio::write_volume(out, back);
+  const data::Volume written = imageio::read_label(out);
+  expect_geometry_near(written.geometry, label.geometry, 1e-5);
+
+  // A coarse voxel k is the fine voxel 2k+1 (ties round up), so it is restored exactly when
+  // that voxel lies in the ROI and is 0 otherwise.
+  at::Tensor covered = torch::ones_like(ras.volume.data);
+  for (int i = 0; i < 3; ++i) {
+    const auto k = torch::arange(ras.volume.data.size(i), torch::kLong) * 2 + 1;
+    const auto inside = (k >= roi.record.start[i]) & (k < roi.record.start[i] + 128);
+    std::vector<int64_t> view{1, 1, 1};
+    view[i] = -1;
+    covered = covered * inside.to(at::kByte).view(view);
+  }
+  const at::Tensor expected = data::undo_reorient(ras.volume.data * covered, ras.record).data;
+  EXPECT_TRUE(torch::equal(written.data, expected));
+  EXPECT_GT(expected.sum().item<int64_t>(), 0);
+}
