@@ -29,7 +29,7 @@ Batch load_batch(const std::vector<std::string>& entries, const std::vector<std:
   std::vector<at::Tensor> images, labels;
   for (size_t i = 0; i < entries.size(); ++i) {
     auto c = read_cache_entry(entries[i]);
-    if (!images.empty() && !c.image.sizes().equals(images.front().sizes()))
+    if (!images.empty() && !c.image.sizes().equals(images.front().sizes().slice(1)))
       throw file_error(entries[i], "patch size differs from the other samples of the batch");
     std::vector<int64_t> dims;
     for (int64_t d = 0; d < 3; ++d)

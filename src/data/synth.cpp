@@ -102,8 +102,8 @@ SyntheticCase make_synthetic_case(uint64_t seed, int index) {
 
   // Lesions: lobulated ellipsoids (distance perturbed by a smooth field), soft edges, own
   // texture, hypo- or hyperdense, sometimes with a darker core.
-  const double r = rng.uniform(0, 1);
-  const int lesions = r < 0.6 ? 1 : r < 0.85 ? 2 : 3;
+  // Every fourth case from the second on has two lesions, from the fourth on three.
+  const int lesions = index % 4 == 1 ? 2 : index % 4 == 3 ? 3 : 1;
   auto label = at::zeros({shape[0], shape[1], shape[2]}, at::kBool);
   for (int l = 0; l < lesions; ++l) {
     const std::array<double, 3> radii{rng.uniform(8, 20), rng.uniform(8, 20), rng.uniform(8, 20)};
@@ -111,16 +111,29 @@ SyntheticCase make_synthetic_case(uint64_t seed, int index) {
     const std::array<double, 3> centre{rng.uniform(-1, 1) * std::max(1.0, body_a * 0.8 - max_r),
                                        rng.uniform(-1, 1) * std::max(1.0, body_b * 0.8 - max_r),
                                        rng.uniform(-1, 1) * std::max(1.0, shape[2] * spacing[2] / 2 - max_r - 5)};
-    const auto d = ellipsoid_distance(c, centre, radii) + 0.3 * smooth_noise(shape, spacing, max_r * 0.7, gen);
-    const auto inside = d < 1;
+    // Work on the lesion's box only (twice its radii covers the perturbed, softened edge):
+    // full-grid fields per lesion would dominate the cost.
+    std::array<at::Tensor, 3> cb;
+    std::array<int64_t, 3> lo, len;
+    for (int d = 0; d < 3; ++d) {
+      const double mid = (shape[d] - 1) / 2.0;
+      lo[d] = std::clamp<int64_t>(std::lround((centre[d] - 2 * radii[d]) / spacing[d] + mid), 0, shape[d] - 1);
+      const auto hi = std::clamp<int64_t>(std::lround((centre[d] + 2 * radii[d]) / spacing[d] + mid) + 1, lo[d] + 1, shape[d]);
+      len[d] = hi - lo[d];
+      cb[d] = c[d].narrow(d, lo[d], len[d]);
+    }
+    auto box = [&](const at::Tensor& t) { return t.narrow(0, lo[0], len[0]).narrow(1, lo[1], len[1]).narrow(2, lo[2], len[2]); };
+    const auto d = ellipsoid_distance(cb, centre, radii) + 0.3 * smooth_noise(len, spacing, max_r * 0.7, gen);
     const auto soft = at::sigmoid((1 - d) / 0.08);
     const float sign = rng.uniform(0, 1) < 0.35 ? -1.0f : 1.0f;
-    const auto base = lungs ? at::where(lung_d < 1, at::scalar_tensor(40.0f), hu) : hu;
+    auto hu_box = box(hu);
+    const auto base = lungs ? at::where(box(lung_d) < 1, at::scalar_tensor(40.0f), hu_box) : hu_box;
     auto lesion = base + sign * static_cast<float>(rng.uniform(45, 130)) +
-                  static_cast<float>(rng.uniform(5, 25)) * smooth_noise(shape, spacing, rng.uniform(2, 6), gen);
+                  static_cast<float>(rng.uniform(5, 25)) * smooth_noise(len, spacing, rng.uniform(2, 6), gen);
     if (rng.uniform(0, 1) < 0.3) lesion = at::where(d < 0.45, lesion - 60.0f, lesion);
-    hu = hu + soft * (lesion - hu);
-    label = label | inside;
+    hu_box.copy_(hu_box + soft * (lesion - hu_box));
+    auto label_box = box(label);
+    label_box.copy_(label_box | (d < 1));
   }
   hu = hu + 12.0f * at::randn(hu.sizes(), gen, at::kFloat);
 

@@ -118,8 +118,8 @@ TEST(DatasetDiscovery, MsdJsonAndCombinedDatasets) {
   EXPECT_NE(msg.find("imagesTr/gone.nii.gz"), std::string::npos) << msg;
 
   const auto dup = error_of([&] {
-    discover_cases(std::vector<DatasetSpec>{{"same", msd.string(), {}, {}, {}},
-                                            {"same", "", {{(other / "scan.nrrd").string(), (other / "mask.nrrd").string()}}, {}, {}}});
+    const std::pair<std::string, std::string> pair{(other / "scan.nrrd").string(), (other / "mask.nrrd").string()};
+    discover_cases(std::vector<DatasetSpec>{{"same", "", {pair}, {}, {}}, {"same", "", {pair}, {}, {}}});
   });
   EXPECT_NE(dup.find("'same'"), std::string::npos) << dup;
 }

@@ -1,8 +1,8 @@
 // Synthetic CT-like scans with lesion labels, for the demo and for tests: structured noisy
 // tissue (body outline, fat rim, organs, lung fields, fine noise) with irregular, lobulated
-// lesions of varied size, contrast (hypo- or hyperdense) and texture. Some cases have
-// several lesions, some anisotropic spacing, half are stored in LPS and half in RAS
-// orientation. Everything follows from (seed, case index).
+// lesions of varied size, contrast (hypo- or hyperdense) and texture. Cases 1, 5, 9, ...
+// have two lesions and 3, 7, ... three; every third case has thick slices; odd cases are
+// stored in RAS and even ones in LPS orientation. Everything follows from (seed, case index).
 #pragma once
 #include <cstdint>
 #include <functional>
