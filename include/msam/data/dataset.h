@@ -1,0 +1,50 @@
+// Dataset discovery: which (image, label) files make up a training set. Pure filesystem
+// code: nothing here opens an image.
+#pragma once
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace msam::data {
+
+// Intensity handling depends on the scanner: CT is clamped to [-1000, 1000] HU.
+enum class Modality { CT, MR, Other };
+Modality parse_modality(const std::string& name);  // "CT", "MR", "other" (case-insensitive)
+std::string modality_name(Modality m);
+
+// One labelled scan. `targets` are the label values that form the lesion (the label map is
+// binarised as label ∈ targets); empty means "every non-zero value", which is only accepted
+// for maps that hold 0 and 1 alone.
+struct CaseSource {
+  std::string id;  // "<dataset>/<case>", unique across combined datasets
+  std::string image, label;
+  std::vector<int> targets;
+  Modality modality = Modality::Other;
+};
+
+// Where one dataset's cases come from. Exactly one of `root` and `pairs` is used:
+// - `root` with a `dataset.json` (MSD): its "training" list of {"image", "label"} paths,
+//   relative to `root`;
+// - `root` with `imagesTr/` + `labelsTr/`: nnU-Net pairs (`case_0000.nii.gz` ↔
+//   `case.nii.gz`) or same-name pairs (`case.nii.gz` ↔ `case.nii.gz`);
+// - `pairs`: explicit (image, label) paths; case names are the label file names.
+struct DatasetSpec {
+  std::string name;  // defaults to the folder name of `root`
+  std::string root;
+  std::vector<std::pair<std::string, std::string>> pairs;
+  std::vector<int> targets;
+  Modality modality = Modality::Other;
+};
+
+// The file name without its image extension (.nii.gz, .nii, .nrrd, .nhdr, .mha, .mhd).
+std::string strip_image_extension(const std::string& file_name);
+bool has_image_extension(const std::string& file_name);
+
+// Cases of one dataset, sorted by id. Throws msam::Error naming the missing partner file,
+// an unreadable dataset.json (and the key at fault), or a folder without either layout.
+std::vector<CaseSource> discover_cases(const DatasetSpec& spec);
+
+// Several datasets as one training set; dataset names must be distinct.
+std::vector<CaseSource> discover_cases(const std::vector<DatasetSpec>& specs);
+
+}  // namespace msam::data

@@ -1,0 +1,82 @@
+// Batches from the preprocessed cache: background worker threads fill a bounded prefetch
+// queue while training runs. The batches of an epoch depend only on (entries, options,
+// epoch): the order comes from the seed, the flips from the seed and the sample's position,
+// and batches are handed out in index order whichever worker finished first.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <array>
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace msam::data {
+
+struct LoaderOptions {
+  int64_t batch_size = 2;
+  int workers = 2;
+  int prefetch = 4;          // batches loaded ahead of the consumer, at most
+  bool shuffle = true;
+  bool random_flips = false;  // torchio RandomFlip(axes=(0, 1, 2)): each axis with p = 0.5
+  bool drop_last = false;
+  uint64_t seed = 0;
+};
+
+struct Batch {
+  at::Tensor image;  // float32 B×1×X×Y×Z
+  at::Tensor label;  // uint8 {0, 1} B×1×X×Y×Z
+  std::vector<std::string> entries;  // cache files of the samples, in batch order
+  int64_t index = 0;                 // position within the epoch
+};
+
+// Entry positions in the order of `epoch`: a seeded Fisher–Yates when shuffling.
+std::vector<size_t> epoch_order(size_t n, uint64_t seed, int64_t epoch, bool shuffle);
+
+// Flip decisions (x, y, z) for the sample at `position` of `epoch`.
+std::array<bool, 3> sample_flips(uint64_t seed, int64_t epoch, size_t position);
+
+// Reads the given cache entries and stacks them into one batch (no threads).
+Batch load_batch(const std::vector<std::string>& entries, const std::vector<std::array<bool, 3>>& flips);
+
+// One pass over the entries. Construction starts the workers; destruction (or the end of
+// the epoch) stops and joins them, also when the consumer stops early. A worker's error
+// (e.g. a corrupt cache file) is rethrown by next() at that batch's turn.
+class EpochLoader {
+ public:
+  EpochLoader(std::vector<std::string> entries, const LoaderOptions& options, int64_t epoch);
+  ~EpochLoader();
+  EpochLoader(const EpochLoader&) = delete;
+  EpochLoader& operator=(const EpochLoader&) = delete;
+
+  std::optional<Batch> next();  // nullopt after the last batch
+  int64_t num_batches() const { return num_batches_; }
+
+ private:
+  struct Slot {
+    std::optional<Batch> batch;
+    std::exception_ptr error;
+  };
+  void work();
+  Batch make_batch(int64_t index) const;
+
+  std::vector<std::string> entries_;
+  LoaderOptions options_;
+  int64_t epoch_;
+  std::vector<size_t> order_;
+  int64_t num_batches_ = 0;
+
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  int64_t next_claim_ = 0, next_out_ = 0;
+  bool stop_ = false;
+  std::map<int64_t, Slot> ready_;
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace msam::data

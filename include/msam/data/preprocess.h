@@ -1,0 +1,88 @@
+// The deterministic part of the SAM-Med3D / M-SAM preprocessing (DESIGN.md §5), per case:
+// reorient to RAS+, optional resample, clamp CT, binarise the target, crop-or-pad to 128³
+// around the lesion, z-score over voxels > 0. Every step is recorded so that a prediction on
+// the 128³ patch can be put back onto the original scan grid.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "msam/common/error.h"
+#include "msam/data/dataset.h"
+#include "msam/data/geometry_ops.h"
+#include "msam/data/volume.h"
+
+namespace msam::data {
+
+enum class GeometryMismatch {
+  Error,              // image and label must agree in spacing, origin and direction
+  CopyImageGeometry,  // trust the image: its geometry is copied onto the label
+};
+
+struct PreprocessSettings {
+  std::optional<Point3> target_spacing;  // mm; no resampling when unset
+  Index3 patch_size{128, 128, 128};
+  // Lesions with at most this many voxels inside the patch are skipped (reference: 1000).
+  int64_t min_label_voxels = 1000;
+  GeometryMismatch on_geometry_mismatch = GeometryMismatch::Error;
+  double geometry_tolerance = 1e-3;  // mm for spacing and origin, absolute for direction
+};
+
+// Canonical JSON of the settings; its hash (with a pipeline version) keys the cache.
+std::string settings_json(const PreprocessSettings& settings);
+
+// Everything needed to map the patch back onto the scan as it was read from disk.
+struct PreprocessRecord {
+  OrientationRecord orientation;
+  bool resampled = false;
+  Index3 ras_shape{0, 0, 0};  // grid before resampling (after reorientation)
+  Geometry ras_geometry;
+  Geometry grid_geometry;     // grid the patch was cut from (after resampling)
+  RoiRecord crop;             // patch voxel k is grid voxel crop.start + k
+  Geometry patch_geometry;    // physical placement of the patch itself
+};
+
+struct PreparedCase {
+  at::Tensor image;  // float32, patch_size, z-scored
+  at::Tensor label;  // uint8 {0, 1}, patch_size
+  PreprocessRecord record;
+  int64_t label_voxels = 0;  // inside the patch
+};
+
+// A case that is valid input but unusable for training (empty or too small lesion). The
+// prepare step reports it as skipped, with this reason, rather than as a failure.
+class CaseSkipped : public Error {
+ public:
+  using Error::Error;
+};
+
+// Throws msam::Error naming the file for: non-3-D data, image/label shape mismatch,
+// geometry mismatch (unless settings say to copy the image's), NaN/Inf intensities, label
+// values that are negative or fractional, values other than 0/1 when no targets are given,
+// and no voxels > 0 to normalise. Throws CaseSkipped for an empty target or a lesion of at
+// most min_label_voxels voxels.
+PreparedCase preprocess_case(const Volume& image, const Volume& label, const CaseSource& source,
+                             const PreprocessSettings& settings);
+
+// Steps exposed for reuse and testing.
+
+// label ∈ targets (targets empty: label != 0) as uint8 0/1, after checking the values.
+at::Tensor binarise_label(const Volume& label, const std::vector<int>& targets);
+
+// torchio CropOrPad(mask_name=...) placement: centre of the mask's bounding box (half-voxel
+// centres rounded down for even sizes), patch voxel k at grid voxel start + k.
+RoiRecord crop_or_pad_placement(const at::Tensor& mask, const Index3& patch_size);
+
+// torchio ZNormalization(masking_method=lambda x: x > 0): mean and unbiased std of the
+// voxels > 0, applied to every voxel. Throws msam::Error (naming `source`) when fewer than
+// two voxels are > 0 or their std is 0 (torchio would produce NaNs or raise).
+at::Tensor zscore_positive(const at::Tensor& image, const std::string& source);
+
+// Inverse of the geometric steps for a patch-sized tensor (a predicted mask): pasted into
+// zeros on the processing grid, resampled back (nearest) if the case was resampled, and
+// reoriented to the file's axis order. The result lies on the original scan grid.
+Volume restore_to_original(const at::Tensor& patch, const PreprocessRecord& record);
+
+}  // namespace msam::data

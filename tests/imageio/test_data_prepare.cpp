@@ -1,0 +1,168 @@
+// Data pipeline on real files: synthetic dataset written with ITK, `prepare` on the shared
+// real scans, paste-back onto the file's grid, and the pipeline benchmark.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "fixtures.h"
+#include "msam/data/benchmark.h"
+#include "msam/data/cache.h"
+#include "msam/data/data_config.h"
+#include "msam/data/dataset.h"
+#include "msam/data/synth.h"
+#include "msam/imageio/image_io.h"
+
+namespace fs = std::filesystem;
+using namespace msam::data;
+
+namespace {
+
+CaseReader itk_reader() {
+  return [](const CaseSource& c) {
+    return std::make_pair(msam::imageio::read_image(c.image), msam::imageio::read_label(c.label));
+  };
+}
+
+const CaseOutcome& outcome(const PrepareReport& r, const std::string& id) {
+  for (const auto& c : r.cases)
+    if (c.case_id == id) return c;
+  throw std::runtime_error("no outcome for " + id);
+}
+
+}  // namespace
+
+TEST(SynthDataset, WritesNnunetLayoutThatPreparesAndPastesBack) {
+  const auto out = msam::test::temp_dir("synth");
+  const auto names = write_synthetic_dataset(out, 3, 11, msam::imageio::write_volume);
+  ASSERT_EQ(names, (std::vector<std::string>{"case_000", "case_001", "case_002"}));
+  for (const auto& n : names) {
+    EXPECT_TRUE(fs::is_regular_file(out + "/imagesTr/" + n + "_0000.nii.gz"));
+    EXPECT_TRUE(fs::is_regular_file(out + "/labelsTr/" + n + ".nii.gz"));
+  }
+  // Found through dataset.json and through the folders alike.
+  auto cases = discover_cases(DatasetSpec{"synth", out, {}, {}, Modality::CT});
+  fs::rename(out + "/dataset.json", out + "/dataset.json.bak");
+  EXPECT_EQ(discover_cases(DatasetSpec{"synth", out, {}, {}, Modality::CT}).size(), 3u);
+  ASSERT_EQ(cases.size(), 3u);
+
+  const auto written = msam::imageio::read_image(cases[2].image);
+  const auto expected = make_synthetic_case(11, 2);
+  EXPECT_TRUE(at::equal(written.data, expected.image.data.to(at::kFloat)));
+  for (int d = 0; d < 3; ++d) EXPECT_NEAR(written.geometry.spacing[d], expected.image.geometry.spacing[d], 1e-5);
+
+  PreprocessSettings settings;  // 128³, min 1000 voxels
+  const auto report = prepare_cache(cases, settings, out + "/cache", itk_reader());
+  for (const auto& c : cases) {
+    const auto& o = outcome(report, c.id);
+    ASSERT_NE(o.status, CaseOutcome::Status::Failed) << o.message;
+    if (o.status == CaseOutcome::Status::Skipped) continue;
+    const auto entry = read_cache_entry(o.entry);
+    EXPECT_EQ(entry.image.sizes().vec(), (std::vector<int64_t>{128, 128, 128}));
+    // Back on the file's grid (LPS or RAS stored, isotropic or not), the patch's lesion is
+    // the file's lesion wherever the patch covers it: all of it when nothing was cut off.
+    const auto original = msam::imageio::read_label(c.label);
+    const auto back = restore_to_original(entry.label, entry.info.record);
+    ASSERT_TRUE(back.data.sizes().equals(original.data.sizes()));
+    const auto orig_mask = original.data.to(at::kBool), back_mask = back.data.to(at::kBool);
+    EXPECT_EQ((back_mask & ~orig_mask).sum().item<int64_t>(), 0) << c.id;
+    EXPECT_EQ(back_mask.sum().item<int64_t>(), entry.info.label_voxels) << c.id;
+    for (int d = 0; d < 3; ++d) EXPECT_NEAR(back.geometry.origin[d], original.geometry.origin[d], 1e-4);
+  }
+  EXPECT_GE(report.count(CaseOutcome::Status::Prepared), 2u);
+
+  // Resampled to 1.5 mm: the patch is on the target spacing, and paste-back still lands on
+  // the original grid, inside a slightly dilated original lesion (nearest-neighbour both ways).
+  settings.target_spacing = Point3{1.5, 1.5, 1.5};
+  const auto resampled = prepare_cache(cases, settings, out + "/cache15", itk_reader());
+  const auto& o = outcome(resampled, cases[2].id);
+  ASSERT_EQ(o.status, CaseOutcome::Status::Prepared) << o.message;
+  const auto entry = read_cache_entry(o.entry);
+  EXPECT_TRUE(entry.info.record.resampled);
+  for (int d = 0; d < 3; ++d) EXPECT_NEAR(entry.info.record.patch_geometry.spacing[d], 1.5, 1e-9);
+  const auto original = msam::imageio::read_label(cases[2].label).data.to(at::kFloat);
+  const auto back = restore_to_original(entry.label, entry.info.record).data.to(at::kFloat);
+  const auto dilated = at::max_pool3d(original.unsqueeze(0), 3, 1, 1).squeeze(0);
+  EXPECT_EQ((back.gt(0) & dilated.eq(0)).sum().item<int64_t>(), 0);
+  EXPECT_GT((back.gt(0) & original.gt(0)).sum().item<float>(), 0.8 * original.sum().item<float>());
+}
+
+TEST(PrepareRealData, SmallLesionSkippedTargetSelectedAndFiveDimensionalRead) {
+  const auto dir = msam::test::temp_dir("prepare_real");
+  const auto data = msam::test::data_path("");
+  {
+    std::ofstream yaml(dir + "/config.yaml");
+    yaml << "data:\n"
+         << "  cache_dir: cache\n"
+         << "  datasets:\n"
+         << "    - name: breast\n      modality: MR\n      pairs:\n"
+         << "        - {image: " << data << "breast_mr/image.nrrd, label: " << data << "breast_mr/label.nrrd}\n"
+         << "    - name: abdomen\n      modality: CT\n      targets: [5]\n      pairs:\n"
+         << "        - {image: " << data << "abdomen_ct_organs/image.nii.gz, label: " << data
+         << "abdomen_ct_organs/label.nii.gz}\n"
+         << "    - name: lung\n      pairs:\n"
+         << "        - {image: " << data << "msam_lung_ct/image.nii.gz, label: " << data
+         << "msam_lung_ct/label.nii.gz}\n"
+         << "train: {epochs: 3}\n";  // other sections belong to other commands
+  }
+  const auto config = load_data_config(dir + "/config.yaml");
+  EXPECT_EQ(config.cache_dir, dir + "/cache");
+  const auto cases = discover_cases(config.datasets);
+  ASSERT_EQ(cases.size(), 3u);
+  std::vector<std::string> logged;
+  const auto report = prepare_cache(cases, config.preprocess, config.cache_dir, itk_reader(),
+                                    [&](const CaseOutcome& o) { logged.push_back(status_name(o.status)); });
+  EXPECT_EQ(logged.size(), 3u);
+
+  const auto& breast = outcome(report, "breast/label");
+  EXPECT_EQ(breast.status, CaseOutcome::Status::Skipped);
+  EXPECT_NE(breast.message.find("143 voxels"), std::string::npos) << breast.message;
+  EXPECT_NE(breast.message.find("breast_mr/label.nrrd"), std::string::npos) << breast.message;
+
+  const auto& abdomen = outcome(report, "abdomen/label");
+  ASSERT_EQ(abdomen.status, CaseOutcome::Status::Prepared) << abdomen.message;
+  const auto liver = read_cache_entry(abdomen.entry);
+  EXPECT_EQ(liver.info.label_voxels, 38634);  // every voxel of value 5 (the grid fits the patch)
+  EXPECT_EQ(liver.info.targets, std::vector<int>{5});
+  EXPECT_EQ(liver.info.modality, Modality::CT);
+  // 122×101×30 is padded to 128³ around the liver.
+  EXPECT_LT(liver.info.record.crop.start[2], 0);
+
+  const auto& lung = outcome(report, "lung/label");
+  ASSERT_EQ(lung.status, CaseOutcome::Status::Prepared) << lung.message;
+  EXPECT_EQ(read_cache_info(lung.entry).label_voxels, 2719);
+
+  // Unchanged sources and settings: everything reused; the skip is reported again.
+  const auto again = prepare_cache(cases, config.preprocess, config.cache_dir, itk_reader());
+  EXPECT_EQ(again.summary(), "0 prepared, 2 reused, 1 skipped, 0 failed");
+
+  // Without a target the multi-label map is an error naming the file, not a silent mask.
+  auto no_target = cases[1];
+  no_target.targets.clear();
+  const auto bad = prepare_cache({no_target}, config.preprocess, dir + "/cache2", itk_reader());
+  EXPECT_EQ(bad.cases[0].status, CaseOutcome::Status::Failed);
+  EXPECT_NE(bad.cases[0].message.find("abdomen_ct_organs/label.nii.gz"), std::string::npos) << bad.cases[0].message;
+}
+
+TEST(PipelineBenchmark, LargeCtToCacheAndCachedSampleToBatch) {
+  const auto dir = msam::test::temp_dir("bench");
+  // A 512×512×100 CT with a lesion: the synthetic generator's tissue on a large grid.
+  auto image = (at::randn({512, 512, 100}) * 40 + 40).round().to(at::kShort);
+  auto label = at::zeros({512, 512, 100}, at::kByte);
+  label.slice(0, 200, 240).slice(1, 250, 290).slice(2, 40, 60).fill_(1);
+  image.masked_fill_(label.to(at::kBool), 150);
+  Geometry g;
+  g.spacing = {0.7, 0.7, 2.5};
+  msam::imageio::write_volume(dir + "/ct.nii.gz", Volume{image, g, ""});
+  msam::imageio::write_volume(dir + "/ct_label.nii.gz", Volume{label, g, ""});
+  const CaseSource c{"bench/ct", dir + "/ct.nii.gz", dir + "/ct_label.nii.gz", {}, Modality::CT};
+  const auto t = benchmark_pipeline(c, itk_reader(), PreprocessSettings{}, dir + "/cache", 8, 2);
+  EXPECT_EQ(t.samples, 16);
+  EXPECT_GT(t.raw_case_to_cache_s, 0.0);
+  std::cout << "raw 512x512x100 CT -> cache entry: " << t.raw_case_to_cache_s << " s (read " << t.read_s
+            << ", preprocess " << t.preprocess_s << ", write " << t.write_s << ")\n"
+            << "cached 128^3 sample -> batch: " << t.cached_sample_to_batch_ms << " ms per sample\n";
+  RecordProperty("raw_case_to_cache_s", std::to_string(t.raw_case_to_cache_s));
+  RecordProperty("cached_sample_to_batch_ms", std::to_string(t.cached_sample_to_batch_ms));
+}

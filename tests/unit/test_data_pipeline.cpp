@@ -1,0 +1,517 @@
+// Data pipeline without ITK: discovery, splits, preprocessing, cache, loader, synthesis.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "fixtures.h"
+#include "msam/common/error.h"
+#include "msam/data/cache.h"
+#include "msam/data/dataset.h"
+#include "msam/data/loader.h"
+#include "msam/data/preprocess.h"
+#include "msam/data/split.h"
+#include "msam/data/synth.h"
+#include "msam/io/safetensors.h"
+#ifdef MSAM_HAVE_YAML
+#include "msam/data/data_config.h"
+#endif
+
+namespace fs = std::filesystem;
+using namespace msam::data;
+
+namespace {
+
+void touch(const fs::path& p, const std::string& content = "x") {
+  fs::create_directories(p.parent_path());
+  std::ofstream(p) << content;
+}
+
+template <typename F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const msam::Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// A RAS+ scan (direction diag(-1,-1,1) in LPS) with a box lesion of the given extent.
+std::pair<Volume, Volume> box_case(at::IntArrayRef shape, Index3 lo, Index3 hi, uint8_t value = 1) {
+  Geometry g;
+  g.direction = {-1, 0, 0, 0, -1, 0, 0, 0, 1};
+  g.spacing = {1.0, 1.0, 2.0};
+  g.origin = {10, 20, 30};
+  auto image = at::rand(shape, at::kFloat) * 100 + 1;  // every voxel > 0
+  auto label = at::zeros(shape, at::kByte);
+  label.slice(0, lo[0], hi[0]).slice(1, lo[1], hi[1]).slice(2, lo[2], hi[2]).fill_(value);
+  return {Volume{image, g, "img.nii.gz"}, Volume{label, g, "lbl.nii.gz"}};
+}
+
+PreprocessSettings small_settings() {
+  PreprocessSettings s;
+  s.patch_size = {16, 16, 16};
+  s.min_label_voxels = 10;
+  return s;
+}
+
+}  // namespace
+
+// ---- discovery ---------------------------------------------------------------------------
+
+TEST(DatasetDiscovery, NnunetAndSameNamePairs) {
+  const fs::path root = msam::test::temp_dir("nnunet");
+  touch(root / "imagesTr/a_0000.nii.gz");
+  touch(root / "labelsTr/a.nii.gz");
+  touch(root / "imagesTr/b.nii.gz");  // same-name pair
+  touch(root / "labelsTr/b.nii.gz");
+  touch(root / "imagesTr/._a_0000.nii.gz");  // hidden file, ignored
+  const auto cases = discover_cases(DatasetSpec{"set", root.string(), {}, {3}, Modality::CT});
+  ASSERT_EQ(cases.size(), 2u);
+  EXPECT_EQ(cases[0].id, "set/a");
+  EXPECT_EQ(cases[0].image, (root / "imagesTr/a_0000.nii.gz").string());
+  EXPECT_EQ(cases[0].label, (root / "labelsTr/a.nii.gz").string());
+  EXPECT_EQ(cases[1].id, "set/b");
+  EXPECT_EQ(cases[1].image, (root / "imagesTr/b.nii.gz").string());
+  EXPECT_EQ(cases[1].targets, std::vector<int>{3});
+  EXPECT_EQ(cases[1].modality, Modality::CT);
+}
+
+TEST(DatasetDiscovery, MissingPartnerNamesTheFile) {
+  const fs::path root = msam::test::temp_dir("partner");
+  touch(root / "imagesTr/a_0000.nii.gz");
+  touch(root / "labelsTr/a.nii.gz");
+  touch(root / "labelsTr/lonely.nii.gz");
+  auto msg = error_of([&] { discover_cases(DatasetSpec{"", root.string(), {}, {}, {}}); });
+  EXPECT_NE(msg.find("labelsTr/lonely.nii.gz"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("lonely_0000.nii.gz"), std::string::npos) << msg;
+
+  fs::remove(root / "labelsTr/lonely.nii.gz");
+  touch(root / "imagesTr/orphan_0000.nii.gz");
+  msg = error_of([&] { discover_cases(DatasetSpec{"", root.string(), {}, {}, {}}); });
+  EXPECT_NE(msg.find("orphan_0000.nii.gz"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("labelsTr/orphan.nii.gz"), std::string::npos) << msg;
+}
+
+TEST(DatasetDiscovery, MsdJsonAndCombinedDatasets) {
+  const fs::path msd = msam::test::temp_dir("msd") + "/Task01";
+  touch(msd / "imagesTr/lung_1.nii.gz");
+  touch(msd / "labelsTr/lung_1.nii.gz");
+  touch(msd / "dataset.json",
+        R"({"training": [{"image": "./imagesTr/lung_1.nii.gz", "label": "./labelsTr/lung_1.nii.gz"}]})");
+  const fs::path other = msam::test::temp_dir("pairs");
+  touch(other / "scan.nrrd");
+  touch(other / "mask.nrrd");
+  const auto cases = discover_cases(std::vector<DatasetSpec>{
+      {"", msd.string(), {}, {}, {}},
+      {"extra", "", {{(other / "scan.nrrd").string(), (other / "mask.nrrd").string()}}, {2}, Modality::MR}});
+  ASSERT_EQ(cases.size(), 2u);
+  EXPECT_EQ(cases[0].id, "Task01/lung_1");
+  EXPECT_EQ(cases[0].image, (msd / "imagesTr/lung_1.nii.gz").string());
+  EXPECT_EQ(cases[1].id, "extra/mask");
+  EXPECT_EQ(cases[1].targets, std::vector<int>{2});
+
+  touch(msd / "dataset.json", R"({"training": [{"image": "./imagesTr/gone.nii.gz", "label": "./labelsTr/lung_1.nii.gz"}]})");
+  const auto msg = error_of([&] { discover_cases(DatasetSpec{"", msd.string(), {}, {}, {}}); });
+  EXPECT_NE(msg.find("imagesTr/gone.nii.gz"), std::string::npos) << msg;
+
+  const auto dup = error_of([&] {
+    const std::pair<std::string, std::string> pair{(other / "scan.nrrd").string(), (other / "mask.nrrd").string()};
+    discover_cases(std::vector<DatasetSpec>{{"same", "", {pair}, {}, {}}, {"same", "", {pair}, {}, {}}});
+  });
+  EXPECT_NE(dup.find("'same'"), std::string::npos) << dup;
+}
+
+// ---- splits -----------------------------------------------------------------------------
+
+TEST(Split, DeterministicSixTwoTwo) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 10; ++i) ids.push_back("d/c" + std::to_string(i));
+  const auto a = make_split(ids, 7);
+  EXPECT_EQ(a.train.size(), 6u);
+  EXPECT_EQ(a.val.size(), 2u);
+  EXPECT_EQ(a.test.size(), 2u);
+  auto shuffled = ids;
+  std::reverse(shuffled.begin(), shuffled.end());
+  const auto b = make_split(shuffled, 7);  // input order does not matter
+  EXPECT_EQ(a.train, b.train);
+  EXPECT_EQ(a.val, b.val);
+  EXPECT_EQ(a.test, b.test);
+  const auto c = make_split(ids, 8);
+  EXPECT_NE(a.train, c.train);
+  std::set<std::string> all(a.train.begin(), a.train.end());
+  all.insert(a.val.begin(), a.val.end());
+  all.insert(a.test.begin(), a.test.end());
+  EXPECT_EQ(all.size(), 10u);
+  EXPECT_EQ(make_split({"x", "y"}, 0).train.size(), 2u);  // too few for val/test
+}
+
+TEST(Split, ReusedFromJsonAndChecked) {
+  const auto path = msam::test::temp_dir("split") + "/split.json";
+  std::vector<std::string> ids{"d/a", "d/b", "d/c", "d/d", "d/e"};
+  const auto first = load_or_create_split(path, ids, 1);
+  ASSERT_TRUE(fs::exists(path));
+  const auto again = load_or_create_split(path, ids, 999);  // the file wins over the seed
+  EXPECT_EQ(first.train, again.train);
+  EXPECT_EQ(first.test, again.test);
+  auto fewer = ids;
+  fewer.pop_back();
+  auto msg = error_of([&] { load_or_create_split(path, fewer, 1); });
+  EXPECT_NE(msg.find("'d/e'"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("no longer exists"), std::string::npos) << msg;
+  auto more = ids;
+  more.push_back("d/f");
+  msg = error_of([&] { load_or_create_split(path, more, 1); });
+  EXPECT_NE(msg.find("'d/f'"), std::string::npos) << msg;
+}
+
+// ---- preprocessing ----------------------------------------------------------------------
+
+TEST(Preprocess, CropOrPadPlacementFollowsTorchio) {
+  auto mask = at::zeros({200, 50, 128}, at::kByte);
+  mask.slice(0, 10, 20).slice(1, 10, 21).slice(2, 0, 128).fill_(1);
+  const auto r = crop_or_pad_placement(mask, {128, 128, 128});
+  // bbox centres 15 (on a voxel), 15.5 (rounded down to 15), 64.
+  EXPECT_EQ(r.start, (Index3{15 - 64, 15 - 64, 0}));
+  EXPECT_EQ(r.full_shape, (Index3{200, 50, 128}));
+  // Odd sizes: torchio moves an on-voxel centre down by half a voxel.
+  const auto odd = crop_or_pad_placement(mask, {5, 5, 5});
+  EXPECT_EQ(odd.start, (Index3{12, 13, 61}));
+}
+
+TEST(Preprocess, ZScoreOverPositiveVoxels) {
+  auto x = at::tensor({-5.0f, 0.0f, 1.0f, 2.0f, 3.0f});
+  const auto z = zscore_positive(x, "img");
+  // mean 2, unbiased std 1 over {1, 2, 3}; every voxel is normalised.
+  EXPECT_TRUE(at::allclose(z, at::tensor({-7.0f, -2.0f, -1.0f, 0.0f, 1.0f})));
+  EXPECT_NE(error_of([] { zscore_positive(at::zeros({4, 4, 4}), "empty.nii"); }).find("empty.nii"), std::string::npos);
+  EXPECT_NE(error_of([] { zscore_positive(at::ones({4, 4, 4}), "flat.nii"); }).find("flat.nii"), std::string::npos);
+}
+
+TEST(Preprocess, LabelValuesAndTargets) {
+  Volume multi{at::tensor({0, 2, 5, 5, 7}, at::kLong).view({5, 1, 1}), {}, "multi.nii"};
+  EXPECT_TRUE(at::equal(binarise_label(multi, {5, 7}), at::tensor({0, 0, 1, 1, 1}, at::kByte).view({5, 1, 1})));
+  const auto msg = error_of([&] { binarise_label(multi, {}); });
+  EXPECT_NE(msg.find("multi.nii"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("{0, 2, 5, 7}"), std::string::npos) << msg;
+  Volume fractional{at::tensor({0.0f, 0.5f}).view({2, 1, 1}), {}, "frac.nii"};
+  EXPECT_NE(error_of([&] { binarise_label(fractional, {}); }).find("fractional"), std::string::npos);
+  Volume negative{at::tensor({0, -1}, at::kLong).view({2, 1, 1}), {}, "neg.nii"};
+  EXPECT_NE(error_of([&] { binarise_label(negative, {1}); }).find("negative"), std::string::npos);
+}
+
+TEST(Preprocess, CropCentredPasteBackInverse) {
+  // A LPS-stored scan (identity direction) smaller than the patch on one axis: reoriented,
+  // cropped on x and y, padded on z.
+  auto vols = box_case({40, 30, 12}, {5, 3, 2}, {12, 9, 8}, 3);
+  auto &image = vols.first, &label = vols.second;
+  image.geometry.direction = {1, 0, 0, 0, 1, 0, 0, 0, 1};
+  label.geometry = image.geometry;
+  CaseSource src{"d/c", "img", "lbl", {3}, Modality::Other};
+  const auto p = preprocess_case(image, label, src, small_settings());
+  EXPECT_EQ(p.image.sizes().vec(), (std::vector<int64_t>{16, 16, 16}));
+  EXPECT_EQ(p.label.scalar_type(), at::kByte);
+  EXPECT_EQ(p.label_voxels, 7 * 6 * 6);
+  EXPECT_TRUE(p.record.orientation.flipped[0] && p.record.orientation.flipped[1]);
+  // The lesion's bounding box is centred in the patch (torchio rounding: ±half a voxel).
+  for (int d = 0; d < 3; ++d) {
+    std::vector<int64_t> others;
+    for (int o = 0; o < 3; ++o)
+      if (o != d) others.push_back(o);
+    const auto idx = p.label.sum(others).gt(0).nonzero().flatten();
+    const double centre = (idx[0].item<int64_t>() + idx[-1].item<int64_t>() + 1) / 2.0;
+    EXPECT_NEAR(centre, 8.0, 0.5) << "axis " << d;
+  }
+  // Paste-back: the patch's label lands exactly on the original label voxels.
+  const auto back = restore_to_original(p.label, p.record);
+  EXPECT_TRUE(at::equal(back.data.to(at::kByte), (label.data == 3).to(at::kByte)));
+  EXPECT_EQ(back.geometry.origin, image.geometry.origin);
+  EXPECT_EQ(back.geometry.direction, image.geometry.direction);
+  // Padded voxels are 0 before z-scoring, so they are all -mean/std afterwards.
+  const auto pad = p.image.slice(2, 0, 2);
+  EXPECT_LT((pad - pad.flatten()[0]).abs().max().item<float>(), 1e-5);
+}
+
+TEST(Preprocess, ClampsCtAndNormalises) {
+  auto vols = box_case({20, 20, 20}, {5, 5, 5}, {15, 15, 15});
+  auto &image = vols.first, &label = vols.second;
+  image.data.fill_(3000.0f);
+  image.data.slice(0, 0, 10).fill_(500.0f);
+  CaseSource src{"d/c", "img", "lbl", {}, Modality::CT};
+  const auto p = preprocess_case(image, label, src, small_settings());
+  // Clamped to 1000 and 500: two values, z-scored to ±0.707 (unbiased std over equal halves).
+  const auto values = std::get<0>(at::_unique(p.image.slice(0, 2, 14).slice(1, 2, 14).slice(2, 2, 14)));
+  ASSERT_EQ(values.numel(), 2);
+  EXPECT_NEAR(values[0].item<float>(), -values[1].item<float>(), 1e-4);
+}
+
+TEST(Preprocess, ErrorsAndSkips) {
+  auto vols = box_case({20, 20, 20}, {5, 5, 5}, {8, 8, 8});  // 27 voxels
+  auto &image = vols.first, &label = vols.second;
+  CaseSource src{"d/c", "img", "lbl", {}, Modality::Other};
+  auto s = small_settings();
+  s.min_label_voxels = 27;  // "≤ min" is skipped, as in the reference
+  try {
+    preprocess_case(image, label, src, s);
+    FAIL() << "a 27-voxel lesion with min_label_voxels 27 must be skipped";
+  } catch (const CaseSkipped& e) {
+    EXPECT_NE(std::string(e.what()).find("27 voxels"), std::string::npos) << e.what();
+  }
+  s.min_label_voxels = 26;
+  EXPECT_NO_THROW(preprocess_case(image, label, src, s));
+
+  Volume empty = label;
+  empty.data = at::zeros_like(label.data);
+  EXPECT_THROW(preprocess_case(image, empty, src, s), CaseSkipped);
+
+  Volume other_shape = label;
+  other_shape.data = at::zeros({20, 20, 21}, at::kByte);
+  auto msg = error_of([&] { preprocess_case(image, other_shape, src, s); });
+  EXPECT_NE(msg.find("lbl.nii.gz"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("(20, 20, 21)"), std::string::npos) << msg;
+
+  Volume moved = label;
+  moved.geometry.origin[2] += 0.5;
+  msg = error_of([&] { preprocess_case(image, moved, src, s); });
+  EXPECT_NE(msg.find("origin"), std::string::npos) << msg;
+  s.on_geometry_mismatch = GeometryMismatch::CopyImageGeometry;
+  const auto p = preprocess_case(image, moved, src, s);
+  EXPECT_EQ(p.record.grid_geometry.origin, image.geometry.origin);
+
+  Volume bad = image;
+  bad.data = image.data.clone();
+  bad.data[0][0][0] = std::numeric_limits<float>::quiet_NaN();
+  msg = error_of([&] { preprocess_case(bad, label, src, s); });
+  EXPECT_NE(msg.find("img.nii.gz"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("NaN"), std::string::npos) << msg;
+}
+
+// ---- cache ------------------------------------------------------------------------------
+
+namespace {
+
+struct FakeDataset {
+  std::vector<CaseSource> cases;
+  std::map<std::string, std::pair<Volume, Volume>> volumes;
+  CaseReader reader() const {
+    return [this](const CaseSource& c) { return volumes.at(c.id); };
+  }
+};
+
+// Cases whose source files exist (for stamps) and whose volumes live in memory.
+FakeDataset fake_dataset(const std::string& dir, int n) {
+  FakeDataset d;
+  for (int i = 0; i < n; ++i) {
+    const auto id = "fake/c" + std::to_string(i);
+    const auto image = dir + "/c" + std::to_string(i) + "_img", label = dir + "/c" + std::to_string(i) + "_lbl";
+    touch(image);
+    touch(label);
+    d.cases.push_back({id, image, label, {}, Modality::Other});
+    d.volumes[id] = box_case({20, 18, 16}, {2 + i % 5, 3, 4}, {9 + i % 5, 12, 11});
+  }
+  return d;
+}
+
+}  // namespace
+
+TEST(Cache, RoundTripReuseAndInvalidation) {
+  const auto dir = msam::test::temp_dir("cache");
+  auto data = fake_dataset(dir, 3);
+  // One bad case among good ones: reported, the others still prepared.
+  data.volumes["fake/c1"].second.data = at::zeros({20, 18, 17}, at::kByte);
+  data.volumes["fake/c2"].second.data.zero_().slice(0, 0, 2).slice(1, 0, 2).slice(2, 0, 2).fill_(1);
+  const auto settings = small_settings();
+  std::vector<std::string> logged;
+  auto report = prepare_cache(data.cases, settings, dir + "/cache", data.reader(),
+                              [&](const CaseOutcome& o) { logged.push_back(o.case_id); });
+  ASSERT_EQ(report.cases.size(), 3u);
+  EXPECT_EQ(logged.size(), 3u);
+  EXPECT_EQ(report.cases[0].status, CaseOutcome::Status::Prepared);
+  EXPECT_EQ(report.cases[1].status, CaseOutcome::Status::Failed);
+  EXPECT_NE(report.cases[1].message.find("shape"), std::string::npos);
+  EXPECT_EQ(report.cases[2].status, CaseOutcome::Status::Skipped);
+  EXPECT_NE(report.cases[2].message.find("min_label_voxels"), std::string::npos);
+  EXPECT_EQ(report.summary(), "1 prepared, 0 reused, 1 skipped, 1 failed");
+  const auto saved = msam::io::read_file(dir + "/cache/prepare_report.json");
+  EXPECT_NE(saved.find("min_label_voxels"), std::string::npos);
+
+  // Round trip: F16 image, U8 label, metadata with the record.
+  const auto direct = preprocess_case(data.volumes["fake/c0"].first, data.volumes["fake/c0"].second,
+                                      data.cases[0], settings);
+  const auto cached = read_cache_entry(cache_entry_path(dir + "/cache", "fake/c0"));
+  MSAM_EXPECT_CLOSE(cached.image, direct.image, (msam::test::Tol{2e-3, 1e-3}));
+  EXPECT_TRUE(at::equal(cached.label, direct.label));
+  EXPECT_EQ(cached.info.case_id, "fake/c0");
+  EXPECT_EQ(cached.info.record.crop.start, direct.record.crop.start);
+  EXPECT_EQ(cached.info.record.patch_geometry.origin, direct.record.patch_geometry.origin);
+  EXPECT_EQ(read_cache_info(cache_entry_path(dir + "/cache", "fake/c0")).label_voxels, direct.label_voxels);
+
+  std::vector<std::string> missing;
+  const auto entries = cached_entries(dir + "/cache", {"fake/c0", "fake/c1", "fake/c2"}, &missing);
+  EXPECT_EQ(entries.size(), 1u);
+  EXPECT_EQ(missing, (std::vector<std::string>{"fake/c1", "fake/c2"}));
+
+  const std::vector<CaseSource> good{data.cases[0]};
+  EXPECT_EQ(prepare_cache(good, settings, dir + "/cache", data.reader()).cases[0].status, CaseOutcome::Status::Reused);
+  auto changed = settings;
+  changed.min_label_voxels = 5;
+  EXPECT_EQ(prepare_cache(good, changed, dir + "/cache", data.reader()).cases[0].status,
+            CaseOutcome::Status::Prepared);
+  EXPECT_EQ(prepare_cache(good, changed, dir + "/cache", data.reader()).cases[0].status, CaseOutcome::Status::Reused);
+  fs::last_write_time(data.cases[0].label, fs::last_write_time(data.cases[0].label) + std::chrono::seconds(5));
+  EXPECT_EQ(prepare_cache(good, changed, dir + "/cache", data.reader()).cases[0].status,
+            CaseOutcome::Status::Prepared);
+  // A case that becomes unusable loses its stale entry.
+  data.volumes["fake/c0"].second.data.zero_();
+  EXPECT_EQ(prepare_cache(good, settings, dir + "/cache", data.reader()).cases[0].status, CaseOutcome::Status::Skipped);
+  EXPECT_FALSE(fs::exists(cache_entry_path(dir + "/cache", "fake/c0")));
+}
+
+// ---- loader -----------------------------------------------------------------------------
+
+TEST(Loader, SameSeedSameBatchesWithTwoWorkers) {
+  const auto dir = msam::test::temp_dir("loader");
+  const auto data = fake_dataset(dir, 7);
+  prepare_cache(data.cases, small_settings(), dir + "/cache", data.reader());
+  std::vector<std::string> ids;
+  for (const auto& c : data.cases) ids.push_back(c.id);
+  const auto entries = cached_entries(dir + "/cache", ids);
+  ASSERT_EQ(entries.size(), 7u);
+
+  LoaderOptions opt;
+  opt.batch_size = 2;
+  opt.workers = 2;
+  opt.prefetch = 2;
+  opt.random_flips = true;
+  opt.seed = 42;
+  auto collect = [&](const LoaderOptions& o, int64_t epoch) {
+    std::vector<Batch> out;
+    EpochLoader loader(entries, o, epoch);
+    EXPECT_EQ(loader.num_batches(), o.drop_last ? 3 : 4);
+    while (auto b = loader.next()) out.push_back(std::move(*b));
+    return out;
+  };
+  const auto a = collect(opt, 3), b = collect(opt, 3);
+  ASSERT_EQ(a.size(), 4u);
+  EXPECT_EQ(a.back().image.size(0), 1);  // the last, short batch
+  EXPECT_EQ(a[0].image.sizes().vec(), (std::vector<int64_t>{2, 1, 16, 16, 16}));
+  EXPECT_EQ(a[0].label.scalar_type(), at::kByte);
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].index, static_cast<int64_t>(i));
+    EXPECT_EQ(a[i].entries, b[i].entries);
+    EXPECT_TRUE(at::equal(a[i].image, b[i].image));
+    EXPECT_TRUE(at::equal(a[i].label, b[i].label));
+  }
+  // Another epoch reorders; flips are the seeded ones, applied to image and label alike.
+  const auto other = collect(opt, 4);
+  bool reordered = false;
+  for (size_t i = 0; i < a.size(); ++i) reordered |= a[i].entries != other[i].entries;
+  EXPECT_TRUE(reordered);
+  const auto order = epoch_order(7, 42, 3, true);
+  int flipped = 0;
+  for (size_t p = 0; p < 7; ++p) {
+    const auto f = sample_flips(42, 3, p);
+    std::vector<int64_t> dims;
+    for (int64_t d = 0; d < 3; ++d)
+      if (f[d]) dims.push_back(d);
+    flipped += !dims.empty();
+    auto c = read_cache_entry(entries[order[p]]);
+    if (!dims.empty()) {
+      c.image = c.image.flip(dims);
+      c.label = c.label.flip(dims);
+    }
+    EXPECT_TRUE(at::equal(a[p / 2].image[static_cast<int64_t>(p % 2)][0], c.image)) << "sample " << p;
+    EXPECT_TRUE(at::equal(a[p / 2].label[static_cast<int64_t>(p % 2)][0], c.label)) << "sample " << p;
+  }
+  EXPECT_GT(flipped, 0);
+  opt.drop_last = true;
+  EXPECT_EQ(collect(opt, 3).size(), 3u);
+}
+
+TEST(Loader, StopsCleanlyAndReportsBadEntries) {
+  const auto dir = msam::test::temp_dir("loader_stop");
+  const auto data = fake_dataset(dir, 4);
+  prepare_cache(data.cases, small_settings(), dir + "/cache", data.reader());
+  auto entries = cached_entries(dir + "/cache", {"fake/c0", "fake/c1", "fake/c2", "fake/c3"});
+  LoaderOptions opt;
+  opt.batch_size = 1;
+  opt.shuffle = false;
+  {
+    EpochLoader early(entries, opt, 0);
+    ASSERT_TRUE(early.next().has_value());
+  }  // destroyed with batches still pending: joins without hanging
+  touch(dir + "/broken.safetensors", "not a safetensors file");
+  entries[1] = dir + "/broken.safetensors";
+  EpochLoader loader(entries, opt, 0);
+  EXPECT_TRUE(loader.next().has_value());
+  const auto msg = error_of([&] { loader.next(); });
+  EXPECT_NE(msg.find("broken.safetensors"), std::string::npos) << msg;
+}
+
+// ---- synthetic lesions --------------------------------------------------------------------
+
+TEST(Synth, LesionsAreVisibleAndDeterministic) {
+  int several = 0, anisotropic = 0;
+  for (int i = 0; i < 3; ++i) {
+    const auto c = make_synthetic_case(5, i);
+    EXPECT_EQ(c.image.data.scalar_type(), at::kShort);
+    EXPECT_EQ(c.label.data.scalar_type(), at::kByte);
+    EXPECT_TRUE(c.image.data.sizes().equals(c.label.data.sizes()));
+    const auto mask = c.label.data.to(at::kBool);
+    ASSERT_GT(mask.sum().item<int64_t>(), 500) << "case " << i;
+    // Lesion and surrounding tissue differ by far more than the noise (contrast ≥ 45 HU).
+    const auto hu = c.image.data.to(at::kFloat);
+    const auto lesion_mean = hu.masked_select(mask).mean().item<float>();
+    const auto ring = at::max_pool3d(mask.to(at::kFloat).unsqueeze(0), 7, 1, 3).squeeze(0).to(at::kBool) & ~mask;
+    const auto ring_mean = hu.masked_select(ring).mean().item<float>();
+    EXPECT_GT(std::abs(lesion_mean - ring_mean), 20.0f) << "case " << i;
+    several += c.lesions > 1;
+    anisotropic += c.image.geometry.spacing[2] > 1.5;
+  }
+  EXPECT_EQ(anisotropic, 1);
+  EXPECT_GT(several, 0);
+  const auto again = make_synthetic_case(5, 1);
+  EXPECT_TRUE(at::equal(again.image.data, make_synthetic_case(5, 1).image.data));
+  const auto other_seed = make_synthetic_case(6, 1).image.data;
+  EXPECT_FALSE(other_seed.sizes().equals(again.image.data.sizes()) && at::equal(other_seed, again.image.data));
+}
+
+// ---- config --------------------------------------------------------------------------------
+
+#ifdef MSAM_HAVE_YAML
+TEST(DataConfig, ParsesSchemaAndNamesUnknownKeys) {
+  const auto dir = msam::test::temp_dir("config");
+  touch(dir + "/c.yaml",
+        "data:\n"
+        "  cache_dir: cache\n"
+        "  split_seed: 3\n"
+        "  datasets:\n"
+        "    - {root: sets/lung, modality: ct, targets: 2}\n"
+        "  preprocess: {target_spacing: 1.5, patch_size: [96, 96, 64], min_label_voxels: 50,\n"
+        "               on_geometry_mismatch: copy_image_geometry}\n");
+  const auto c = load_data_config(dir + "/c.yaml");
+  EXPECT_EQ(c.cache_dir, dir + "/cache");
+  EXPECT_EQ(c.split_file, dir + "/cache/split.json");
+  EXPECT_EQ(c.split_seed, 3u);
+  ASSERT_EQ(c.datasets.size(), 1u);
+  EXPECT_EQ(c.datasets[0].root, dir + "/sets/lung");
+  EXPECT_EQ(c.datasets[0].modality, Modality::CT);
+  EXPECT_EQ(c.datasets[0].targets, std::vector<int>{2});
+  EXPECT_EQ(*c.preprocess.target_spacing, (Point3{1.5, 1.5, 1.5}));
+  EXPECT_EQ(c.preprocess.patch_size, (Index3{96, 96, 64}));
+  EXPECT_EQ(c.preprocess.min_label_voxels, 50);
+  EXPECT_EQ(c.preprocess.on_geometry_mismatch, GeometryMismatch::CopyImageGeometry);
+
+  touch(dir + "/bad.yaml", "data:\n  cache_dir: c\n  datasets: [{root: x}]\n  preprocess: {min_lesion: 3}\n");
+  auto msg = error_of([&] { load_data_config(dir + "/bad.yaml"); });
+  EXPECT_NE(msg.find("data.preprocess.min_lesion: unknown key"), std::string::npos) << msg;
+  touch(dir + "/bad2.yaml", "data:\n  cache_dir: c\n  datasets: [{root: x, modality: PET}]\n");
+  msg = error_of([&] { load_data_config(dir + "/bad2.yaml"); });
+  EXPECT_NE(msg.find("datasets[0].modality"), std::string::npos) << msg;
+  touch(dir + "/bad3.yaml", "data:\n  datasets: [{root: x}]\n");
+  msg = error_of([&] { load_data_config(dir + "/bad3.yaml"); });
+  EXPECT_NE(msg.find("cache_dir: required"), std::string::npos) << msg;
+}
+#endif
