@@ -50,9 +50,11 @@ torch::Tensor scrambled_rel_pos_bias(const torch::Tensor& q, const torch::Tensor
   auto RW = torch::einsum("bdhwc,wkc->bdhwk", {q, Rw});
   // The reference's `rel_d[..., None, None] + rel_h[:, :, :, None, :, None] +
   // rel_w[:, :, :, None, None, :]` against logits viewed as (B, qd,qh,qw, kd,kh,kw).
-  auto bias = RD.view({B, n, n, n, 1, 1, n}) + RH.view({B, n, n, 1, n, 1, n}) +
-              RW.view({B, n, n, 1, 1, n, n});
-  return bias.reshape({B, N, N});
+  // RH + RW does not depend on qw: add it small, then one contiguous broadcast add.
+  auto kdkh = (RH.reshape({B, n, n, n, 1, n}) + RW.reshape({B, n, n, 1, n, n}))
+                  .contiguous()
+                  .view({B, n, n, 1, n * n, n});
+  return (RD.contiguous().view({B, n, n, n, 1, n}) + kdkh).reshape({B, N, N});
 }
 
 torch::Tensor global_rel_pos_attention(const torch::Tensor& qkv, int64_t n, int64_t num_heads,

@@ -44,13 +44,13 @@ at::Tensor window_unpartition3d(const at::Tensor& windows, int64_t window,
 
 namespace {
 
-at::Tensor lse(const at::Tensor& t, int64_t dim) { return at::logsumexp(t, {dim}); }
+at::Tensor lse(const at::Tensor& t) { return at::logsumexp(t, {-1}); }
 
-// Fills `bias` (B, heads, n³, n³+1) with the relative-position logit terms: the scrambled rule
-// for the real keys and, in the last column, the log of the pad keys' summed weight.
-void fill_rel_pos_bias(at::Tensor& bias, const at::Tensor& q, const at::Tensor& bq, int64_t n,
-                       int64_t window, const at::Tensor& rel_d, const at::Tensor& rel_h,
-                       const at::Tensor& rel_w) {
+// The logit bias (B, heads, n³, n³+1): the scrambled relative-position terms of the real keys
+// and, in the last column, the log of the pad keys' summed weight.
+at::Tensor rel_pos_bias(const at::Tensor& q, const at::Tensor& bq, int64_t n, int64_t window,
+                        const at::Tensor& rel_d, const at::Tensor& rel_h,
+                        const at::Tensor& rel_w) {
   const int64_t B = q.size(0), heads = q.size(1), hd = q.size(3), N = n * n * n, w = window;
   // Query grid (d, h, w') for w' < window: the real queries, and the q bias at pad positions.
   // RH and RW read it at w' = kd and w' = kh (the scrambled rule), so they need w' up to 13.
@@ -67,23 +67,27 @@ void fill_rel_pos_bias(at::Tensor& bias, const at::Tensor& q, const at::Tensor& 
                 .view({B, heads, w, n, n, w})
                 .permute({0, 1, 3, 4, 2, 5});
 
-  // Real keys: S[qd,qh,qw, kd,kh,kw] += RD[qd,qh,qw,kw] + RH[qd,qh,kd,kw] + RW[qd,qh,kh,kw].
-  auto real = bias.narrow(3, 0, N).view({B, heads, n, n, n, n, n, n});
-  auto rd = RD.narrow(5, 0, n).unsqueeze(5).unsqueeze(5);
-  auto rh = RH.narrow(4, 0, n).narrow(5, 0, n).unsqueeze(4).unsqueeze(6);
-  auto rw = RW.narrow(4, 0, n).narrow(5, 0, n).unsqueeze(4).unsqueeze(4);
-  real.copy_(rd + rh).add_(rw);  // in place on views: differentiable, no N×N temporary
+  // Real keys: S[qd,qh,qw, kd,kh,kw] += RD[qd,qh,qw,kw] + (RH[qd,qh,kd,kw] + RW[qd,qh,kh,kw]).
+  // The bracket does not depend on qw: build it small, then one contiguous broadcast add.
+  auto kdkh = (RH.narrow(4, 0, n).narrow(5, 0, n).unsqueeze(5) +
+               RW.narrow(4, 0, n).narrow(5, 0, n).unsqueeze(4))
+                  .contiguous()
+                  .view({B, heads, n, n, 1, n * n, n});
+  auto real = (RD.narrow(5, 0, n).contiguous().unsqueeze(5) + kdkh).reshape({B, heads, N, N});
 
   // Pad keys: Σ over the window³ box minus the real n³ box of e^{RD(kw) + RH(kd,kw) + RW(kh,kw)}.
   // With A(kw) = Σ_kd e^{RH}, B(kw) = Σ_kh e^{RW} split into real (< n) and pad (≥ n) parts, the
   // pad weight of column kw is A·B for kw ≥ n and A_pad·B + A_real·B_pad for kw < n: sums of
   // positive terms only, so everything stays in log space without cancellation.
-  auto lA = lse(RH, 4), lA_real = lse(RH.narrow(4, 0, n), 4), lA_pad = lse(RH.narrow(4, n, w - n), 4);
-  auto lB = lse(RW, 4), lB_real = lse(RW.narrow(4, 0, n), 4), lB_pad = lse(RW.narrow(4, n, w - n), 4);
+  // (Reductions run over the contiguous last axis: far faster on CPU than strided ones.)
+  auto RHt = RH.transpose(4, 5).contiguous(), RWt = RW.transpose(4, 5).contiguous();  // (.., kw, ·)
+  auto lA = lse(RHt), lA_real = lse(RHt.narrow(5, 0, n)), lA_pad = lse(RHt.narrow(5, n, w - n));
+  auto lB = lse(RWt), lB_real = lse(RWt.narrow(5, 0, n)), lB_pad = lse(RWt.narrow(5, n, w - n));
   auto column = at::cat({at::logaddexp(lA_pad + lB, lA_real + lB_pad).narrow(4, 0, n),
                          (lA + lB).narrow(4, n, w - n)},
                         4);  // (B, heads, qd, qh, kw)
-  bias.narrow(3, N, 1).copy_(lse(RD + column.unsqueeze(4), 5).view({B, heads, N, 1}));
+  auto pad = lse(RD + column.unsqueeze(4)).view({B, heads, N, 1});
+  return at::cat({real, pad}, 3);
 }
 
 }  // namespace
@@ -94,20 +98,19 @@ at::Tensor pad_key_window_attention(const at::Tensor& q, const at::Tensor& k,
                                     const at::Tensor& rel_h, const at::Tensor& rel_w,
                                     double scale) {
   TORCH_CHECK(n < window, "pad-key attention needs a grid smaller than the window");
-  const int64_t B = q.size(0), heads = q.size(1), hd = q.size(3), N = n * n * n;
+  const int64_t N = n * n * n;
+  at::Tensor bias;
+  if (rel_d.defined()) {
+    bias = rel_pos_bias(q, qkv_bias[0], n, window, rel_d, rel_h, rel_w);
+  } else {
+    // Without relative position every pad key has weight e^{q·k_pad·scale}.
+    bias = at::zeros({1, 1, 1, N + 1}, q.options());
+    bias.narrow(3, N, 1).fill_(std::log(static_cast<double>(window * window * window - N)));
+  }
+  const int64_t B = q.size(0), heads = q.size(1), hd = q.size(3);
   auto pad_kv = [&](const at::Tensor& t, int64_t i) {
     return at::cat({t, qkv_bias[i].view({1, heads, 1, hd}).expand({B, heads, 1, hd})}, 2);
   };
-  // Logit bias over N real keys + 1 pad key; rows padded to 16 elements so that fused
-  // attention kernels can take the mask without copying it.
-  const int64_t keys = N + 1, row = (keys + 15) / 16 * 16;
-  auto bias = at::empty({B, heads, N, row}, q.options()).narrow(3, 0, keys);
-  if (rel_d.defined()) {
-    fill_rel_pos_bias(bias, q, qkv_bias[0], n, window, rel_d, rel_h, rel_w);
-  } else {
-    bias.narrow(3, 0, N).zero_();
-    bias.narrow(3, N, 1).fill_(std::log(static_cast<double>(window * window * window - N)));
-  }
   return compat::attention(q, pad_kv(k, 1), pad_kv(v, 2), bias, scale);
 }
 
