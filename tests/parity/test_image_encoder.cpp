@@ -91,7 +91,9 @@ TEST_P(ImageEncoderParity, EveryStageMatchesReference) {
   auto embedding = enc->neck->forward(x.permute({0, 4, 1, 2, 3}));
   MSAM_EXPECT_CLOSE(embedding, f.at("output.image_embedding"), tol);
   // forward() chains the same stages (checked once: the padded path is slow).
-  if (path == WindowPath::Fast) EXPECT_TRUE(torch::equal(enc->forward(image), embedding));
+  if (path == WindowPath::Fast) {
+    EXPECT_TRUE(torch::equal(enc->forward(image), embedding));
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(DtypesAndPaths, ImageEncoderParity,

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "command.h"
+#include "msam/common/error.h"
 #include "msam/model/msam.h"
 
 namespace msam::cli {

@@ -10,6 +10,8 @@
 #include "msam/data/split.h"
 #include "msam/model/msam.h"
 #include "msam/train/config.h"
+#include "msam/train/grad_scaler.h"
+#include "msam/train/scheduler.h"
 
 namespace msam::train {
 
@@ -79,8 +81,8 @@ class Trainer {
   RunData data_;
   model::MSAM model_{nullptr};
   std::unique_ptr<torch::optim::AdamW> optimizer_;
-  std::unique_ptr<class MultiStepLR> scheduler_;
-  std::unique_ptr<class GradScaler> scaler_;
+  std::unique_ptr<MultiStepLR> scheduler_;
+  std::unique_ptr<GradScaler> scaler_;
   int64_t start_epoch_ = 0, global_step_ = 0;
   double best_val_dice_ = -1.0;
   std::vector<EpochRecord> history_;
