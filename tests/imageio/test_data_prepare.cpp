@@ -9,7 +9,6 @@
 #include "fixtures.h"
 #include "msam/data/benchmark.h"
 #include "msam/data/cache.h"
-#include "msam/data/data_config.h"
 #include "msam/data/dataset.h"
 #include "msam/data/synth.h"
 #include "msam/imageio/image_io.h"
@@ -91,23 +90,21 @@ TEST(SynthDataset, WritesNnunetLayoutThatPreparesAndPastesBack) {
 TEST(PrepareRealData, SmallLesionSkippedTargetSelectedAndFiveDimensionalRead) {
   const auto dir = msam::test::temp_dir("prepare_real");
   const auto data = msam::test::data_path("");
-  {
-    std::ofstream yaml(dir + "/config.yaml");
-    yaml << "data:\n"
-         << "  cache_dir: cache\n"
-         << "  datasets:\n"
-         << "    - name: breast\n      modality: MR\n      pairs:\n"
-         << "        - {image: " << data << "breast_mr/image.nrrd, label: " << data << "breast_mr/label.nrrd}\n"
-         << "    - name: abdomen\n      modality: CT\n      targets: [5]\n      pairs:\n"
-         << "        - {image: " << data << "abdomen_ct_organs/image.nii.gz, label: " << data
-         << "abdomen_ct_organs/label.nii.gz}\n"
-         << "    - name: lung\n      pairs:\n"
-         << "        - {image: " << data << "msam_lung_ct/image.nii.gz, label: " << data
-         << "msam_lung_ct/label.nii.gz}\n"
-         << "train: {epochs: 3}\n";  // other sections belong to other commands
-  }
-  const auto config = load_data_config(dir + "/config.yaml");
-  EXPECT_EQ(config.cache_dir, dir + "/cache");
+  DatasetSpec breast_set, abdomen_set, lung_set;
+  breast_set.name = "breast";
+  breast_set.modality = Modality::MR;
+  breast_set.pairs = {{data + "breast_mr/image.nrrd", data + "breast_mr/label.nrrd"}};
+  abdomen_set.name = "abdomen";
+  abdomen_set.modality = Modality::CT;
+  abdomen_set.targets = {5};
+  abdomen_set.pairs = {{data + "abdomen_ct_organs/image.nii.gz", data + "abdomen_ct_organs/label.nii.gz"}};
+  lung_set.name = "lung";
+  lung_set.pairs = {{data + "msam_lung_ct/image.nii.gz", data + "msam_lung_ct/label.nii.gz"}};
+  struct {
+    std::vector<DatasetSpec> datasets;
+    PreprocessSettings preprocess;
+    std::string cache_dir;
+  } config{{breast_set, abdomen_set, lung_set}, {}, dir + "/cache"};
   const auto cases = discover_cases(config.datasets);
   ASSERT_EQ(cases.size(), 3u);
   std::vector<std::string> logged;

@@ -15,7 +15,6 @@
 #include "msam/data/synth.h"
 #include "msam/io/safetensors.h"
 #ifdef MSAM_HAVE_YAML
-#include "msam/data/data_config.h"
 #endif
 
 namespace fs = std::filesystem;
@@ -478,40 +477,4 @@ TEST(Synth, LesionsAreVisibleAndDeterministic) {
   EXPECT_FALSE(other_seed.sizes().equals(again.image.data.sizes()) && at::equal(other_seed, again.image.data));
 }
 
-// ---- config --------------------------------------------------------------------------------
 
-#ifdef MSAM_HAVE_YAML
-TEST(DataConfig, ParsesSchemaAndNamesUnknownKeys) {
-  const auto dir = msam::test::temp_dir("config");
-  touch(dir + "/c.yaml",
-        "data:\n"
-        "  cache_dir: cache\n"
-        "  split_seed: 3\n"
-        "  datasets:\n"
-        "    - {root: sets/lung, modality: ct, targets: 2}\n"
-        "  preprocess: {target_spacing: 1.5, patch_size: [96, 96, 64], min_label_voxels: 50,\n"
-        "               on_geometry_mismatch: copy_image_geometry}\n");
-  const auto c = load_data_config(dir + "/c.yaml");
-  EXPECT_EQ(c.cache_dir, dir + "/cache");
-  EXPECT_EQ(c.split_file, dir + "/cache/split.json");
-  EXPECT_EQ(c.split_seed, 3u);
-  ASSERT_EQ(c.datasets.size(), 1u);
-  EXPECT_EQ(c.datasets[0].root, dir + "/sets/lung");
-  EXPECT_EQ(c.datasets[0].modality, Modality::CT);
-  EXPECT_EQ(c.datasets[0].targets, std::vector<int>{2});
-  EXPECT_EQ(*c.preprocess.target_spacing, (Point3{1.5, 1.5, 1.5}));
-  EXPECT_EQ(c.preprocess.patch_size, (Index3{96, 96, 64}));
-  EXPECT_EQ(c.preprocess.min_label_voxels, 50);
-  EXPECT_EQ(c.preprocess.on_geometry_mismatch, GeometryMismatch::CopyImageGeometry);
-
-  touch(dir + "/bad.yaml", "data:\n  cache_dir: c\n  datasets: [{root: x}]\n  preprocess: {min_lesion: 3}\n");
-  auto msg = error_of([&] { load_data_config(dir + "/bad.yaml"); });
-  EXPECT_NE(msg.find("data.preprocess.min_lesion: unknown key"), std::string::npos) << msg;
-  touch(dir + "/bad2.yaml", "data:\n  cache_dir: c\n  datasets: [{root: x, modality: PET}]\n");
-  msg = error_of([&] { load_data_config(dir + "/bad2.yaml"); });
-  EXPECT_NE(msg.find("datasets[0].modality"), std::string::npos) << msg;
-  touch(dir + "/bad3.yaml", "data:\n  datasets: [{root: x}]\n");
-  msg = error_of([&] { load_data_config(dir + "/bad3.yaml"); });
-  EXPECT_NE(msg.find("cache_dir: required"), std::string::npos) << msg;
-}
-#endif
