@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# End-to-end check of the msam command line on a tiny synthetic dataset: synth → prepare →
+# train (killed mid-run, then resumed) → eval → compare → segment → convert, plus the
+# error paths a user hits first. Usage: cli_end_to_end.sh <msam binary> <shared dir> <source dir>
+set -euo pipefail
+MSAM=$1 SHARED=$2 SRC=$3
+W=$(mktemp -d)
+trap 'rm -rf "$W"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+expect_error() {  # expect_error "<text in message>" cmd...
+  local want=$1; shift
+  if "$@" >"$W/err.log" 2>&1; then fail "expected failure: $*"; fi
+  grep -qF -- "$want" "$W/err.log" || { cat "$W/err.log"; fail "message lacks '$want'"; }
+}
+
+SET=(--set "data.datasets.0.root=$W/data" --set "output=$W/run" --set loop.iterations=2
+     --set model.encoder.depth=1 --set model.encoder.global_attn_indexes=[0]
+     --set data.workers=1 --set batch_size=2)
+
+"$MSAM" synth --out "$W/data" --cases 6 --seed 3 >/dev/null
+[ "$(ls "$W/data/imagesTr" | wc -l)" = 6 ] || fail "synth wrote the wrong number of images"
+
+"$MSAM" prepare --config "$SRC/configs/tiny_cpu.yaml" "${SET[@]}" > "$W/prepare.log"
+grep -q "cache .*: 4 train, 1 val, 1 test" "$W/prepare.log" || { cat "$W/prepare.log"; fail "prepare split"; }
+
+# A training run killed during epoch 2 resumes from its last checkpoint without loss.
+"$MSAM" train --config "$SRC/configs/tiny_cpu.yaml" "${SET[@]}" --set epochs=3 > "$W/train1.log" 2>&1 &
+pid=$!
+for _ in $(seq 600); do
+  [ -f "$W/run/latest.safetensors" ] && break
+  kill -0 $pid 2>/dev/null || break
+  sleep 0.2
+done
+kill -9 $pid 2>/dev/null || true
+wait $pid 2>/dev/null || true
+[ -f "$W/run/latest.safetensors" ] || { cat "$W/train1.log"; fail "no checkpoint before the kill"; }
+ls "$W/run" | grep -q '\.tmp\.' && fail "a temporary checkpoint file was left behind"
+"$MSAM" train --config "$SRC/configs/tiny_cpu.yaml" "${SET[@]}" --set epochs=3 --resume > "$W/train2.log" 2>&1 \
+  || { cat "$W/train2.log"; fail "resume"; }
+grep -q "resume: continuing after epoch" "$W/train2.log" || { cat "$W/train2.log"; fail "did not resume"; }
+[ "$(tail -n +2 "$W/run/metrics.csv" | wc -l)" = 3 ] || { cat "$W/run/metrics.csv"; fail "metrics.csv rows"; }
+for f in best.safetensors config.yaml split.json loss.svg dice.svg metrics.jsonl; do
+  [ -s "$W/run/$f" ] || fail "missing $f"
+done
+
+# Evaluation: per-case CSV with Dice after each click, summary, curve, overlays, masks.
+"$MSAM" eval --config "$SRC/configs/tiny_cpu.yaml" "${SET[@]}" --checkpoint "$W/run/best.safetensors" \
+  --clicks 3 --save-masks --overlays 1 --out "$W/eval" > "$W/eval.log" 2>&1 || { cat "$W/eval.log"; fail "eval"; }
+head -1 "$W/eval/per_case.csv" | grep -q "^case,dice_click1,dice_click2,dice_click3,dice,iou,hd,hd95,assd,nsd,orig_dice" \
+  || fail "per_case.csv header"
+for f in summary.csv summary.json dice_vs_clicks.svg; do [ -s "$W/eval/$f" ] || fail "missing eval $f"; done
+[ "$(ls "$W/eval/masks" | wc -l)" = 1 ] && [ "$(ls "$W/eval/overlays" | wc -l)" = 1 ] || fail "masks/overlays"
+# Same seed, same CSV.
+"$MSAM" eval --config "$SRC/configs/tiny_cpu.yaml" "${SET[@]}" --checkpoint "$W/run/best.safetensors" \
+  --clicks 3 --overlays 0 --out "$W/eval2" >/dev/null 2>&1
+cmp <(cut -d, -f1-16 "$W/eval/per_case.csv") <(cut -d, -f1-16 "$W/eval2/per_case.csv") || fail "eval not reproducible"
+"$MSAM" compare "$W/eval/per_case.csv" "$W/eval2/per_case.csv" > "$W/compare.log"
+grep -q "^dice" "$W/compare.log" || fail "compare output"
+
+# Segment a real scan from a click inside its lesion: the mask keeps the scan's geometry.
+"$MSAM" segment --checkpoint "$W/run/best.safetensors" --image "$SHARED/data/msam_lung_ct/image.nii.gz" \
+  --click 64,64,64,fg --out "$W/seg.nii.gz" --prob "$W/prob.nii.gz" > "$W/seg.log" 2>&1 || { cat "$W/seg.log"; fail "segment"; }
+[ -s "$W/seg.nii.gz" ] && [ -s "$W/prob.nii.gz" ] || fail "segment outputs"
+
+# Reference checkpoints convert without Python.
+"$MSAM" convert "$SHARED/fixtures/checkpoints/msam_format.pth" "$W/m.safetensors" >/dev/null
+[ -s "$W/m.safetensors" ] || fail "convert"
+
+# Errors name the problem.
+expect_error "outside the volume" "$MSAM" segment --checkpoint "$W/run/best.safetensors" \
+  --image "$SHARED/data/msam_lung_ct/image.nii.gz" --click 500,1,1 --out "$W/x.nii.gz"
+expect_error "did you mean" "$MSAM" train --config "$SRC/configs/tiny_cpu.yaml" --set optim.lrr=1
+expect_error "no such file" "$MSAM" segment --checkpoint "$W/run/best.safetensors" \
+  --image "$W/missing.nii.gz" --click 1,1,1 --out "$W/x.nii.gz"
+expect_error "SAM-Med3D" "$MSAM" segment --checkpoint "$SHARED/fixtures/checkpoints/sam_med3d_format.pth" \
+  --image "$SHARED/data/msam_lung_ct/image.nii.gz" --click 64,64,64 --out "$W/x.nii.gz"
+echo "cli end-to-end: all checks passed"
