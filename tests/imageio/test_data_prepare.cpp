@@ -7,7 +7,6 @@
 #include <fstream>
 
 #include "fixtures.h"
-#include "msam/data/benchmark.h"
 #include "msam/data/cache.h"
 #include "msam/data/dataset.h"
 #include "msam/data/synth.h"
@@ -140,26 +139,4 @@ TEST(PrepareRealData, SmallLesionSkippedTargetSelectedAndFiveDimensionalRead) {
   const auto bad = prepare_cache({no_target}, config.preprocess, dir + "/cache2", itk_reader());
   EXPECT_EQ(bad.cases[0].status, CaseOutcome::Status::Failed);
   EXPECT_NE(bad.cases[0].message.find("abdomen_ct_organs/label.nii.gz"), std::string::npos) << bad.cases[0].message;
-}
-
-TEST(PipelineBenchmark, LargeCtToCacheAndCachedSampleToBatch) {
-  const auto dir = msam::test::temp_dir("bench");
-  // A 512×512×100 CT with a lesion: the synthetic generator's tissue on a large grid.
-  auto image = (at::randn({512, 512, 100}) * 40 + 40).round().to(at::kShort);
-  auto label = at::zeros({512, 512, 100}, at::kByte);
-  label.slice(0, 200, 240).slice(1, 250, 290).slice(2, 40, 60).fill_(1);
-  image.masked_fill_(label.to(at::kBool), 150);
-  Geometry g;
-  g.spacing = {0.7, 0.7, 2.5};
-  msam::imageio::write_volume(dir + "/ct.nii.gz", Volume{image, g, ""});
-  msam::imageio::write_volume(dir + "/ct_label.nii.gz", Volume{label, g, ""});
-  const CaseSource c{"bench/ct", dir + "/ct.nii.gz", dir + "/ct_label.nii.gz", {}, Modality::CT};
-  const auto t = benchmark_pipeline(c, itk_reader(), PreprocessSettings{}, dir + "/cache", 8, 2);
-  EXPECT_EQ(t.samples, 16);
-  EXPECT_GT(t.raw_case_to_cache_s, 0.0);
-  std::cout << "raw 512x512x100 CT -> cache entry: " << t.raw_case_to_cache_s << " s (read " << t.read_s
-            << ", preprocess " << t.preprocess_s << ", write " << t.write_s << ")\n"
-            << "cached 128^3 sample -> batch: " << t.cached_sample_to_batch_ms << " ms per sample\n";
-  RecordProperty("raw_case_to_cache_s", std::to_string(t.raw_case_to_cache_s));
-  RecordProperty("cached_sample_to_batch_ms", std::to_string(t.cached_sample_to_batch_ms));
 }
