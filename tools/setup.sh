@@ -8,7 +8,7 @@ PACKAGES=(
   libtorch-dev libopenblas0-pthread libgloo-dev
   libinsighttoolkit5-dev
   libyaml-cpp-dev libspdlog-dev libcli11-dev nlohmann-json3-dev libgtest-dev
-  zlib1g-dev
+  zlib1g-dev python3
 )
 
 missing=()

@@ -61,6 +61,25 @@ grep -q "^dice" "$W/compare.log" || fail "compare output"
 "$MSAM" segment --checkpoint "$W/run/best.safetensors" --image "$SHARED/data/msam_lung_ct/image.nii.gz" \
   --click 64,64,64,fg --out "$W/seg.nii.gz" --prob "$W/prob.nii.gz" > "$W/seg.log" 2>&1 || { cat "$W/seg.log"; fail "segment"; }
 [ -s "$W/seg.nii.gz" ] && [ -s "$W/prob.nii.gz" ] || fail "segment outputs"
+# Aligned with its scan: same grid size, voxel spacing and voxel-to-world matrix (NIfTI sform).
+python3 - "$SHARED/data/msam_lung_ct/image.nii.gz" "$W/seg.nii.gz" <<'PY' || fail "mask geometry differs from the scan"
+import gzip, struct, sys
+def geometry(path):
+    h = gzip.open(path).read(348)
+    dims = struct.unpack('<8h', h[40:56]); pixdim = struct.unpack('<8f', h[76:108])
+    srow = struct.unpack('<12f', h[280:328])
+    return dims[1:4], pixdim[1:4], srow
+a, b = geometry(sys.argv[1]), geometry(sys.argv[2])
+assert a[0] == b[0], (a[0], b[0])
+assert all(abs(x - y) < 1e-4 for x, y in zip(a[1], b[1])), (a[1], b[1])
+assert all(abs(x - y) < 1e-3 for x, y in zip(a[2], b[2])), (a[2], b[2])
+PY
+
+# Transfer with given checkpoints: evaluates both on the target's test split.
+"$MSAM" transfer --source "$SRC/configs/tiny_cpu.yaml" --target "$SRC/configs/tiny_cpu.yaml" "${SET[@]}" \
+  --source-checkpoint "$W/run/best.safetensors" --target-checkpoint "$W/run/latest.safetensors" \
+  --clicks 2 --out "$W/transfer" > "$W/transfer.log" 2>&1 || { cat "$W/transfer.log"; fail "transfer"; }
+grep -q "^dice" "$W/transfer.log" && [ -s "$W/transfer/transfer.csv" ] || fail "transfer table"
 
 # Reference checkpoints convert without Python.
 "$MSAM" convert "$SHARED/fixtures/checkpoints/msam_format.pth" "$W/m.safetensors" >/dev/null
