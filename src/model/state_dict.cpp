@@ -5,6 +5,7 @@
 #include <set>
 
 #include "msam/common/error.h"
+#include "msam/common/shape.h"
 
 namespace msam::model {
 namespace {
@@ -20,11 +21,6 @@ bool ignored(const std::string& key, const std::vector<std::string>& ignore) {
   return false;
 }
 
-std::string shape_str(at::IntArrayRef s) {
-  std::string r = "[";
-  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
-  return r + "]";
-}
 
 }  // namespace
 

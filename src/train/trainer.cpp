@@ -163,6 +163,10 @@ EpochRecord from_json(const nlohmann::json& j) {
   return r;
 }
 
+RefinementOptions refinement_options(const Config& c) {
+  return {c.loop.iterations, c.loop.protocol, c.loop.multi_click, c.loop.threshold};
+}
+
 uint64_t epoch_seed(int64_t seed, int64_t epoch, uint64_t stream) {
   uint64_t s = static_cast<uint64_t>(seed) * 0x9E3779B97F4A7C15ull + stream;
   s ^= static_cast<uint64_t>(epoch) + 0x632BE59BD9B4E019ull + (s << 6) + (s >> 2);
@@ -276,8 +280,7 @@ EpochRecord Trainer::train_epoch(int64_t epoch) {
   lo.seed = static_cast<uint64_t>(config_.seed);
   data::EpochLoader loader(data_.train, lo, epoch);
   auto gen = torch::make_generator<at::CPUGeneratorImpl>(epoch_seed(config_.seed, epoch, 1));
-  RefinementOptions ro{config_.loop.iterations, config_.loop.protocol, config_.loop.multi_click,
-                       config_.loop.threshold};
+  const RefinementOptions ro = refinement_options(config_);
   const bool encoder_frozen =
       config_.model.freeze == Freeze::kEncoder && config_.model.lora_rank == 0;
   const auto amp_dtype = config_.precision == Precision::kBf16   ? torch::kBFloat16
@@ -372,8 +375,7 @@ std::pair<double, double> Trainer::validate(int64_t epoch) {
   data::EpochLoader loader(data_.val, lo, 0);
   // The same clicks every epoch, so validation Dice is comparable across epochs.
   auto gen = torch::make_generator<at::CPUGeneratorImpl>(epoch_seed(config_.seed, 0, 2));
-  RefinementOptions ro{config_.loop.iterations, config_.loop.protocol, config_.loop.multi_click,
-                       config_.loop.threshold};
+  const RefinementOptions ro = refinement_options(config_);
   double loss_sum = 0, dice_sum = 0;
   int64_t n = 0, nd = 0;
   while (auto batch = loader.next()) {

@@ -57,6 +57,17 @@ eval::VoxelIndex lesion_center(const at::Tensor& label) {
           static_cast<int64_t>(c[2].item<double>())};
 }
 
+// Final-click metrics of every case, in the crop and (where scored) on the original grid.
+std::pair<std::vector<eval::CaseMetrics>, std::vector<eval::CaseMetrics>> split_scopes(
+    const std::vector<eval::CaseResult>& results) {
+  std::vector<eval::CaseMetrics> crop, orig;
+  for (const auto& r : results) {
+    crop.push_back(r.crop);
+    if (r.original) orig.push_back(*r.original);
+  }
+  return {crop, orig};
+}
+
 }  // namespace
 
 std::vector<eval::CaseResult> evaluate_entries(const std::string& checkpoint,
@@ -130,11 +141,7 @@ std::vector<eval::CaseResult> evaluate_entries(const std::string& checkpoint,
                          {"n_nan", s.n_nan}, {"n_inf", s.n_pos_inf + s.n_neg_inf}};
     }
   };
-  std::vector<eval::CaseMetrics> crop, orig;
-  for (const auto& r : results) {
-    crop.push_back(r.crop);
-    if (r.original) orig.push_back(*r.original);
-  }
+  const auto [crop, orig] = split_scopes(results);
   add("crop", crop);
   if (!orig.empty()) add("original", orig);
   eval::Series mean{"mean Dice (± std over cases)", {}, {}, {}};
@@ -171,11 +178,7 @@ std::vector<eval::CaseResult> evaluate_entries(const std::string& checkpoint,
 }
 
 void print_summary(const std::vector<eval::CaseResult>& results, int64_t clicks) {
-  std::vector<eval::CaseMetrics> crop, orig;
-  for (const auto& r : results) {
-    crop.push_back(r.crop);
-    if (r.original) orig.push_back(*r.original);
-  }
+  const auto [crop, orig] = split_scopes(results);
   auto show = [](const char* scope, const std::vector<eval::CaseMetrics>& ms) {
     std::printf("%-10s", scope);
     for (const auto& [name, s] : eval::summarize(ms)) {
