@@ -5,6 +5,7 @@
 #include <chrono>
 #include <functional>
 
+#include "msam/common/compat.h"
 #include "msam/data/preprocess.h"
 #include "msam/data/split.h"
 #include "msam/train/refinement.h"
@@ -38,6 +39,7 @@ CaseResult evaluate_case(model::MSAM& model, const data::CachedCase& c, const Ev
   auto gen = torch::make_generator<at::CPUGeneratorImpl>(case_seed(options.seed, r.case_id));
   train::RefinementOptions ro{options.clicks, options.protocol, options.multi_click,
                               train::kReferenceClickThreshold};
+  compat::AutocastGuard amp(device, options.amp_dtype);
   auto ctx = model->encode(image);
   torch::Tensor final_logits;
   train::run_refinement(model, ctx, target, ro, gen, [&](const train::IterationResult& it) {

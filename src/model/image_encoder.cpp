@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "msam/common/compat.h"
+#include "msam/common/cpu_gemm.h"
 #include "msam/common/error.h"
 
 namespace msam::model {
@@ -50,7 +51,7 @@ Attention3DImpl::Attention3DImpl(int64_t dim, int64_t heads, bool qkv_bias, bool
 }
 
 torch::Tensor Attention3DImpl::project_qkv(const torch::Tensor& x) {
-  return has_lora() ? lora_qkv(x) : qkv(x);
+  return has_lora() ? lora_qkv(x) : cpu::linear(x, qkv->weight, qkv->bias);
 }
 
 torch::Tensor Attention3DImpl::attend(const torch::Tensor& qkv_out, int64_t n) {
@@ -59,13 +60,17 @@ torch::Tensor Attention3DImpl::attend(const torch::Tensor& qkv_out, int64_t n) {
     return global_rel_pos_attention(qkv_out.reshape({B, n * n * n, 3 * C}), n, num_heads,
                                     rel_pos_d, rel_pos_h, rel_pos_w);
   auto t = qkv_out.reshape({B, n * n * n, 3, num_heads, hd}).permute({2, 0, 3, 1, 4});
-  auto out = compat::attention(t[0], t[1], t[2], c10::nullopt,
+  auto out = compat::attention(t[0], t[1], t[2], {},
                                1.0 / std::sqrt(static_cast<double>(hd)));
   return out.permute({0, 2, 1, 3}).reshape({B, n, n, n, C});
 }
 
+torch::Tensor Attention3DImpl::project_out(const torch::Tensor& x) {
+  return cpu::linear(x, proj->weight, proj->bias);
+}
+
 torch::Tensor Attention3DImpl::forward(const torch::Tensor& x) {
-  return proj(attend(project_qkv(x), x.size(1)));
+  return project_out(attend(project_qkv(x), x.size(1)));
 }
 
 torch::Tensor Attention3DImpl::forward_pad_key(const torch::Tensor& x) {
@@ -77,7 +82,7 @@ torch::Tensor Attention3DImpl::forward_pad_key(const torch::Tensor& x) {
                                   : torch::zeros({3, num_heads, hd}, x.options());
   auto out = pad_key_window_attention(t[0], t[1], t[2], bias, n, side, rel_pos_d, rel_pos_h,
                                       rel_pos_w, 1.0 / std::sqrt(static_cast<double>(hd)));
-  return proj(out.permute({0, 2, 1, 3}).reshape({B, n, n, n, C}));
+  return project_out(out.permute({0, 2, 1, 3}).reshape({B, n, n, n, C}));
 }
 
 void Attention3DImpl::merge_lora() {
@@ -128,7 +133,14 @@ PatchEmbed3DImpl::PatchEmbed3DImpl(int64_t patch_size, int64_t in_chans, int64_t
 }
 
 torch::Tensor PatchEmbed3DImpl::forward(const torch::Tensor& x) {
-  return proj(x).permute({0, 2, 3, 4, 1});
+  // The stride-p convolution with a p³ kernel as one matrix product over the patches (same
+  // sum, one GEMM instead of a convolution kernel): B×C×(g·p)³ → B×g×g×g×(C·p³).
+  const int64_t B = x.size(0), C = x.size(1), p = proj->options.kernel_size()->at(0);
+  const int64_t g = x.size(2) / p;
+  auto patches = x.reshape({B, C, g, p, g, p, g, p})
+                     .permute({0, 2, 4, 6, 1, 3, 5, 7})
+                     .reshape({B, g, g, g, C * p * p * p});
+  return cpu::linear(patches, proj->weight.reshape({proj->weight.size(0), -1}), proj->bias);
 }
 
 ImageEncoderViT3DImpl::ImageEncoderViT3DImpl(ImageEncoderConfig config)

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include "msam/common/compat.h"
+#include "msam/common/cpu_gemm.h"
 
 namespace msam::model {
 
@@ -11,7 +12,11 @@ LayerNorm3dImpl::LayerNorm3dImpl(int64_t channels, double eps_) : eps(eps_) {
   bias = register_parameter("bias", torch::zeros({channels}));
 }
 
-torch::Tensor LayerNorm3dImpl::forward(const torch::Tensor& x) {
+torch::Tensor LayerNorm3dImpl::forward(const torch::Tensor& x_in) {
+  // Statistics in float32 at least: under fp16 autocast the preceding convolution hands over
+  // half-precision activations, whose squares overflow.
+  const bool reduced = x_in.scalar_type() == torch::kHalf || x_in.scalar_type() == torch::kBFloat16;
+  const auto x = reduced ? x_in.to(torch::kFloat) : x_in;
   auto u = x.mean(1, true);
   auto d = x - u;
   auto s = d.pow(2).mean(1, true);
@@ -25,9 +30,9 @@ MLPBlockImpl::MLPBlockImpl(int64_t dim, int64_t hidden, Activation a) : act(a) {
 }
 
 torch::Tensor MLPBlockImpl::forward(const torch::Tensor& x) {
-  auto h = lin1(x);
+  auto h = cpu::linear(x, lin1->weight, lin1->bias);
   h = act == Activation::GELU ? torch::gelu(h) : torch::relu(h);
-  return lin2(h);
+  return cpu::linear(h, lin2->weight, lin2->bias);
 }
 
 torch::Tensor rel_pos_lookup(const torch::Tensor& table, int64_t q_size, int64_t k_size) {

@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include "msam/common/cpu_gemm.h"
+
 namespace msam::model {
 
 namespace {
@@ -27,7 +29,7 @@ LoRAQkvImpl::LoRAQkvImpl(torch::nn::Linear qkv_, int64_t rank) {
 
 torch::Tensor LoRAQkvImpl::forward(const torch::Tensor& x) {
   const int64_t dim = qkv->options.in_features();
-  auto out = qkv(x);
+  auto out = cpu::linear(x, qkv->weight, qkv->bias);
   out.narrow(-1, 0, dim).add_(linear_b_q(linear_a_q(x)));
   out.narrow(-1, 2 * dim, dim).add_(linear_b_v(linear_a_v(x)));
   return out;

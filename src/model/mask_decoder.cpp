@@ -37,7 +37,7 @@ torch::Tensor TokenAttentionImpl::forward(const torch::Tensor& q_in, const torch
   };
   auto q = heads(q_proj(q_in)), k = heads(k_proj(k_in)), v = heads(v_proj(v_in));
   const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
-  auto out = compat::attention(q, k, v, c10::nullopt, scale);
+  auto out = compat::attention(q, k, v, {}, scale);
   out = out.transpose(1, 2).reshape({q_in.size(0), q_in.size(1), -1});
   return out_proj(out);
 }

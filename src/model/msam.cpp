@@ -240,6 +240,8 @@ MSAM load_for_inference(const std::string& path, std::string* summary) {
   MSAM model(config ? *config : infer_config(state, path));
   const std::string s = load_weights(model, state, WeightsPolicy::kExact, path);
   if (summary) *summary = s;
+  // B·A folded into qkv: the same function, one matrix product per block instead of three.
+  model->image_encoder->merge_lora();
   model->eval();
   return model;
 }

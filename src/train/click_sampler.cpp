@@ -24,9 +24,12 @@ torch::Tensor unless_empty(const torch::Tensor& primary, const torch::Tensor& fa
 }
 
 // `n` uniforms in [0, 1) drawn on the generator's device, then moved to `device`: the
-// same seed gives the same clicks on the CPU and on a GPU.
+// same seed gives the same clicks on the CPU and on a GPU. To a GPU through pinned memory
+// and an asynchronous copy, so that sampling a click never waits for the GPU's queue.
 torch::Tensor uniforms(int64_t n, torch::Generator& generator, const torch::Device& device) {
   auto u = torch::rand({n}, generator, torch::dtype(torch::kDouble).device(generator.device()));
+  if (u.device() == device) return u;
+  if (u.is_cpu() && device.is_cuda()) return u.pin_memory().to(device, /*non_blocking=*/true);
   return u.to(device);
 }
 

@@ -85,6 +85,15 @@ struct Check {
 }  // namespace
 
 const char* name(ClickProtocol p) { return enum_name(p).c_str(); }
+c10::ScalarType amp_dtype(Precision p) {
+  switch (p) {
+    case Precision::kBf16: return c10::kBFloat16;
+    case Precision::kFp16: return c10::kHalf;
+    case Precision::kFp32: break;
+  }
+  return c10::kFloat;
+}
+
 const char* name(Precision p) { return enum_name(p).c_str(); }
 
 void validate(const Config& c, const std::string& source) {

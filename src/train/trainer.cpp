@@ -118,14 +118,59 @@ RunData prepare_run_data(const Config& config, const data::CaseReader& reader,
   return out;
 }
 
-double reference_dice(const torch::Tensor& logits, const torch::Tensor& target) {
+torch::Tensor reference_dice_tensor(const torch::Tensor& logits, const torch::Tensor& target) {
   auto pred = (logits.detach() > 0.5).flatten(1);
   auto gt = (target > 0).flatten(1);
   auto inter = (pred & gt).sum(1).to(torch::kDouble);
   auto sum = (pred.sum(1) + gt.sum(1)).to(torch::kDouble);
   auto valid = sum > 0;
-  if (!valid.any().item<bool>()) return NAN;
-  return (2 * inter.masked_select(valid) / sum.masked_select(valid)).mean().item<double>();
+  // 0/0 = NaN when no sample counts, as the reference's empty mean.
+  auto dice = torch::where(valid, 2 * inter / sum.clamp_min(1), torch::zeros_like(sum));
+  return dice.sum() / valid.sum().to(torch::kDouble);
+}
+
+double reference_dice(const torch::Tensor& logits, const torch::Tensor& target) {
+  return reference_dice_tensor(logits, target).item<double>();
+}
+
+torch::Tensor iteration_loss(const torch::Tensor& logits, const torch::Tensor& target,
+                             LossKind kind) {
+  auto l = logits.to(torch::kFloat);
+  return kind == LossKind::kDice ? dice_ce_loss_monai12(l, target) : dice_bce_loss(l, target);
+}
+
+StepOutput training_step(model::MSAM& model, const torch::Tensor& image,
+                         const torch::Tensor& target, const StepSettings& s,
+                         torch::Generator& generator, torch::optim::Optimizer& optimizer,
+                         GradScaler& scaler) {
+  StepOutput out;
+  {
+    compat::AutocastGuard amp(image.device(), s.amp_dtype);
+    model::VolumeContext ctx;
+    if (s.encoder_frozen) {
+      torch::Tensor emb;
+      {
+        torch::NoGradGuard no_grad;
+        emb = model->image_encoder(image);
+      }
+      ctx = model->context(emb);
+    } else {
+      ctx = model->encode(image);
+    }
+    out.loss = torch::zeros({}, target.options().dtype(torch::kFloat));
+    run_refinement(model, ctx, target, s.refinement, generator, [&](const IterationResult& it) {
+      const bool last = it.index == s.refinement.iterations - 1;
+      if (s.reduce == LossReduce::kSum || last)
+        out.loss = out.loss + iteration_loss(it.logits, target, s.loss);
+      if (last) out.dice = reference_dice_tensor(it.logits, target);
+    });
+  }
+  optimizer.zero_grad();
+  scaler.scale(out.loss).backward();
+  out.stepped = scaler.step(optimizer);
+  scaler.update();
+  out.loss = out.loss.detach();
+  return out;
 }
 
 namespace {
@@ -196,6 +241,7 @@ Trainer::Trainer(Config config, std::string config_source, TrainerOptions option
     log(model::load_weights(model_, config_.model.checkpoint, model::WeightsPolicy::kInitFrom));
   model_->image_encoder->freeze_base(config_.model.freeze == Freeze::kEncoder);
   model_->to(device_);
+  if (device_.is_cuda()) at::globalContext().setBenchmarkCuDNN(true);  // fixed shapes
 
   // Per-module learning rates as the reference's AdamW groups.
   const auto& m = config_.optim.lr_mult;
@@ -262,11 +308,14 @@ std::string Trainer::best_checkpoint() const {
 
 void Trainer::log(const std::string& line) const { options_.log(line); }
 
-torch::Tensor Trainer::iteration_loss(const torch::Tensor& logits,
-                                      const torch::Tensor& target) const {
-  auto l = logits.to(torch::kFloat);
-  return config_.loss.kind == LossKind::kDice ? dice_ce_loss_monai12(l, target)
-                                              : dice_bce_loss(l, target);
+StepSettings Trainer::step_settings() const {
+  StepSettings s;
+  s.refinement = refinement_options(config_);
+  s.loss = config_.loss.kind;
+  s.reduce = config_.loss.reduce;
+  s.amp_dtype = amp_dtype(config_.precision);
+  s.encoder_frozen = config_.model.freeze == Freeze::kEncoder && config_.model.lora_rank == 0;
+  return s;
 }
 
 EpochRecord Trainer::train_epoch(int64_t epoch) {
@@ -280,12 +329,7 @@ EpochRecord Trainer::train_epoch(int64_t epoch) {
   lo.seed = static_cast<uint64_t>(config_.seed);
   data::EpochLoader loader(data_.train, lo, epoch);
   auto gen = torch::make_generator<at::CPUGeneratorImpl>(epoch_seed(config_.seed, epoch, 1));
-  const RefinementOptions ro = refinement_options(config_);
-  const bool encoder_frozen =
-      config_.model.freeze == Freeze::kEncoder && config_.model.lora_rank == 0;
-  const auto amp_dtype = config_.precision == Precision::kBf16   ? torch::kBFloat16
-                         : config_.precision == Precision::kFp16 ? torch::kHalf
-                                                                 : torch::kFloat;
+  const StepSettings settings = step_settings();
   EpochRecord rec;
   rec.epoch = epoch + 1;
   rec.lr = scheduler_->current_lrs().empty() ? 0 : scheduler_->current_lrs().back();
@@ -300,37 +344,12 @@ EpochRecord Trainer::train_epoch(int64_t epoch) {
     if (!batch) break;
     auto image = batch->image.to(device_);
     auto target = batch->label.to(device_).to(torch::kFloat);
-    torch::Tensor loss;
-    double dice = NAN;
-    {
-      compat::AutocastGuard amp(device_, amp_dtype);
-      model::VolumeContext ctx;
-      if (encoder_frozen) {
-        torch::Tensor emb;
-        {
-          torch::NoGradGuard no_grad;
-          emb = model_->image_encoder(image);
-        }
-        ctx = model_->context(emb);
-      } else {
-        ctx = model_->encode(image);
-      }
-      loss = torch::zeros({}, target.options());
-      run_refinement(model_, ctx, target, ro, gen, [&](const IterationResult& it) {
-        const bool last = it.index == ro.iterations - 1;
-        if (config_.loss.reduce == LossReduce::kSum || last)
-          loss = loss + iteration_loss(it.logits, target);
-        if (last) dice = reference_dice(it.logits, target);
-      });
-    }
-    optimizer_->zero_grad();
-    scaler_->scale(loss).backward();
-    scaler_->step(*optimizer_);
-    scaler_->update();
+    const auto step = training_step(model_, image, target, settings, gen, *optimizer_, *scaler_);
     ++global_step_;
     ++batches;
     samples += image.size(0);
-    loss_sum += loss.item<double>();
+    const double dice = step.dice.item<double>();
+    loss_sum += step.loss.item<double>();
     if (std::isfinite(dice)) {
       dice_sum += dice;
       ++dice_batches;
@@ -386,7 +405,7 @@ std::pair<double, double> Trainer::validate(int64_t epoch) {
     run_refinement(model_, ctx, target, ro, gen, [&](const IterationResult& it) {
       const bool last = it.index == ro.iterations - 1;
       if (config_.loss.reduce == LossReduce::kSum || last)
-        loss += iteration_loss(it.logits, target).item<double>();
+        loss += iteration_loss(it.logits, target, config_.loss.kind).item<double>();
       if (last) dice = reference_dice(it.logits, target);
     });
     loss_sum += loss;

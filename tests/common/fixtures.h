@@ -21,7 +21,19 @@ const io::TensorFile& parity_fixture(const std::string& file);
 // A fresh, empty temporary folder removed at process exit.
 std::string temp_dir(const std::string& tag);
 
-// Elementwise |a - ref| <= atol + rtol·|ref| (in float64). On failure reports the worst
+// Where the model tests run: the CPU, or the GPU with MSAM_TEST_DEVICE=cuda (tools/gpu_check.sh).
+// There TF32 is off, so float32 means float32.
+torch::Device device();
+// MSAM_TEST_PRECISION=bf16 (CUDA only): float32 tests run under bf16 autocast for the whole
+// process, and every check becomes a relative-norm check (kBf16RelNorm).
+bool bf16_autocast();
+constexpr double kBf16RelNorm = 3e-2;
+// `t` on the test device, as `dtype`.
+torch::Tensor on_device(const torch::Tensor& t, torch::Dtype dtype);
+torch::Tensor on_device(const torch::Tensor& t);
+
+// Elementwise |a - ref| <= atol + rtol·|ref| (in float64); under bf16 autocast
+// ‖a − ref‖ / ‖ref‖ <= kBf16RelNorm instead. On failure reports the worst
 // element, its index and the largest |Δ|.
 ::testing::AssertionResult all_close(const torch::Tensor& actual, const torch::Tensor& ref,
                                      double atol, double rtol);

@@ -34,18 +34,18 @@ std::map<std::string, at::Tensor> fixture_weights() {
 void check_loop(model::MSAM& net, torch::ScalarType dtype, const test::Tol& tol,
                 const test::Tol& loop_tol, bool from_image) {
   torch::NoGradGuard no_grad;
-  net->to(dtype);
+  net->to(test::device(), dtype);
   net->eval();
   const auto& enc = test::parity_fixture("image_encoder_small.safetensors");
   const auto& fx = test::parity_fixture("msam_click_loop.safetensors");
-  auto ctx = from_image ? net->encode(enc.at("input.image").to(dtype))
-                        : net->context(enc.at("output.image_embedding").to(dtype));
-  auto low = torch::zeros({1, 1, 32, 32, 32}, dtype);
+  auto ctx = from_image ? net->encode(test::on_device(enc.at("input.image"), dtype))
+                        : net->context(test::on_device(enc.at("output.image_embedding"), dtype));
+  auto low = torch::zeros({1, 1, 32, 32, 32}, torch::dtype(dtype).device(test::device()));
   torch::Tensor up;
   for (int k = 0; k < 3; ++k) {
     const auto pre = "output.click" + std::to_string(k) + ".";
-    auto points = fx.at("input.clicks")[k];
-    auto labels = fx.at("input.click_labels")[k];
+    auto points = test::on_device(fx.at("input.clicks")[k]);
+    auto labels = test::on_device(fx.at("input.click_labels")[k]);
     auto prompts = net->prompt_encoder(points, labels, low);
     MSAM_EXPECT_CLOSE(prompts.sparse, fx.at(pre + "sparse_embeddings"), tol);
     auto pred = net->click(ctx, points, labels, low);
@@ -93,8 +93,9 @@ TEST(ClickLoopParity, MsamCheckpointLoadsForInferenceWithLora) {
   EXPECT_EQ(net->config().encoder.embed_dim, 96);
   EXPECT_EQ(net->config().encoder.global_attn_indexes, std::vector<int64_t>{2});
   torch::NoGradGuard no_grad;
-  auto emb = net->image_encoder(
-      test::parity_fixture("image_encoder_small.safetensors").at("input.image").to(torch::kFloat));
+  net->to(test::device());
+  auto emb = net->image_encoder(test::on_device(
+      test::parity_fixture("image_encoder_small.safetensors").at("input.image"), torch::kFloat));
   MSAM_EXPECT_CLOSE(emb, test::parity_fixture("lora_qkv.safetensors").at("output.image_embedding"),
                     test::kModuleF32);
 }

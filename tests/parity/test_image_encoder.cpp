@@ -49,14 +49,14 @@ model::ImageEncoderViT3D load_encoder(torch::Dtype dtype, WindowPath path, bool 
   } else {
     model::load_state_dict(*enc, base.tensors, "image_encoder.", true, {}, kEncoderFile);
   }
-  enc->to(dtype);
+  enc->to(test::device(), dtype);
   enc->eval();
   enc->set_window_path(path);
   return enc;
 }
 
 torch::Tensor input_image(torch::Dtype dtype) {
-  return test::parity_fixture(kEncoderFile).at("input.image").to(dtype);
+  return test::on_device(test::parity_fixture(kEncoderFile).at("input.image"), dtype);
 }
 
 test::Tol tolerance(torch::Dtype dtype) {

@@ -33,7 +33,7 @@ model::ImageEncoderViT3D lora_encoder(torch::Dtype dtype) {
   for (const auto& [k, v] : test::parity_fixture(kLoraFile).tensors) weights[k] = v;
   model::ImageEncoderViT3D enc(lora_config());
   model::load_state_dict(*enc, weights, "image_encoder.", true, {}, kLoraFile);
-  enc->to(dtype);
+  enc->to(test::device(), dtype);
   enc->eval();
   return enc;
 }
@@ -51,7 +51,7 @@ TEST_P(LoraParity, ImageEmbeddingMatchesReference) {
   const auto tol = dtype == torch::kDouble ? test::kF64 : test::kModuleF32;
   torch::NoGradGuard no_grad;
   auto enc = lora_encoder(dtype);
-  auto image = test::parity_fixture(kEncoderFile).at("input.image").to(dtype);
+  auto image = test::on_device(test::parity_fixture(kEncoderFile).at("input.image"), dtype);
   const auto& ref = test::parity_fixture(kLoraFile).at("output.image_embedding");
   MSAM_EXPECT_CLOSE(enc->forward(image), ref, tol);
 

@@ -30,12 +30,12 @@ void expect_same_value(double actual, double reference, const std::string& what)
 }  // namespace
 
 TEST(LossParity, DiceCEMonai12AndDiceBCE) {
-  const auto target = fixture().at("input.target");
+  const auto target = test::on_device(fixture().at("input.target"));
   for (auto dtype : {torch::kDouble, torch::kFloat}) {
     const double tol = dtype == torch::kDouble ? 1e-12 : 1e-6;
-    const auto logits = fixture().at("input.logits").to(dtype);
+    const auto logits = test::on_device(fixture().at("input.logits"), dtype);
     const auto per_item = train::soft_dice_loss_per_item(logits, target);
-    EXPECT_TRUE(torch::allclose(per_item.to(torch::kDouble),
+    EXPECT_TRUE(torch::allclose(per_item.to(torch::kCPU, torch::kDouble),
                                 fixture().at("output.dice_loss_per_item"), 0, tol))
         << per_item;
     const auto dice = per_item.mean().item<double>();

@@ -18,18 +18,18 @@ void check_decoder(torch::Dtype dtype, test::Tol tol) {
   const auto& adapter_weights = test::parity_fixture("mea.safetensors");
   model::MaskDecoder3D decoder(model::MaskDecoderOptions{});
   model::MaskEnhancedAdapter mea(model::MaskEnhancedAdapterOptions{});
-  decoder->to(dtype);
-  mea->to(dtype);
+  decoder->to(test::device(), dtype);
+  mea->to(test::device(), dtype);
   model::load_state_dict(*decoder, f.tensors, "mask_decoder.", true, {}, f.source);
   model::load_state_dict(*mea, adapter_weights.tensors, "adapter.", true, {},
                          adapter_weights.source);
   decoder->eval();
   mea->eval();
 
-  auto image = f.at("input.image_embeddings").to(dtype);
-  const auto& image_pe = f.at("input.image_pe");
-  const auto& sparse = f.at("input.sparse_prompt_embeddings");
-  const auto& dense = f.at("input.dense_prompt_embeddings");
+  auto image = test::on_device(f.at("input.image_embeddings"), dtype);
+  const auto image_pe = test::on_device(f.at("input.image_pe"));
+  const auto sparse = test::on_device(f.at("input.sparse_prompt_embeddings"));
+  const auto dense = test::on_device(f.at("input.dense_prompt_embeddings"));
 
   auto src = mea->forward(image, dense.to(dtype));
   MSAM_EXPECT_CLOSE(src, f.at("output.adapter_src"), tol);

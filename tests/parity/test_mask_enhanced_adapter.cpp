@@ -14,12 +14,12 @@ void check_adapter(torch::Dtype dtype, test::Tol tol) {
   torch::NoGradGuard no_grad;
   const auto& f = test::parity_fixture("mea.safetensors");
   model::MaskEnhancedAdapter mea(model::MaskEnhancedAdapterOptions{});
-  mea->to(dtype);
+  mea->to(test::device(), dtype);
   // Strict: add_norm4 is a real (unused) parameter, so every stored key loads.
   model::load_state_dict(*mea, f.tensors, "adapter.", /*strict=*/true, {}, f.source);
   mea->eval();
-  auto image = f.at("input.image_embedding").to(dtype);
-  auto prompt = f.at("input.prompt_embedding").to(dtype);
+  auto image = test::on_device(f.at("input.image_embedding"), dtype);
+  auto prompt = test::on_device(f.at("input.prompt_embedding"), dtype);
   auto trace = mea->forward_trace(mea->precompute(image), prompt);
   ASSERT_EQ(trace.block_image.size(), 1u);
   MSAM_EXPECT_CLOSE(trace.block_image[0], f.at("output.block0_image"), tol);

@@ -9,7 +9,9 @@
 
 #include "msam/common/error.h"
 #include "msam/data/preprocess.h"
+#ifdef MSAM_HAVE_ITK
 #include "msam/imageio/image_io.h"
+#endif
 #include "msam/io/safetensors.h"
 #include "msam/model/msam.h"
 
@@ -17,19 +19,24 @@ namespace fs = std::filesystem;
 
 namespace msam::cli {
 
-data::CaseReader itk_case_reader() {
+#ifdef MSAM_HAVE_ITK
+data::CaseReader case_reader() {
   return [](const data::CaseSource& c) {
     return std::make_pair(imageio::read_image(c.image), imageio::read_label(c.label));
   };
 }
 
-eval::OriginalLabelReader itk_original_label_reader() {
+eval::OriginalLabelReader original_label_reader() {
   return [](const data::CacheEntryInfo& info) {
     auto label = imageio::read_label(info.label.path);
     label.data = data::binarise_label(label, info.targets);
     return label;
   };
 }
+#else
+data::CaseReader case_reader() { return {}; }
+eval::OriginalLabelReader original_label_reader() { return {}; }
+#endif
 
 void log_line(const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); }
 
@@ -74,6 +81,9 @@ std::vector<eval::CaseResult> evaluate_entries(const std::string& checkpoint,
                                                const std::vector<std::string>& entries,
                                                const EvalRunOptions& o) {
   if (entries.empty()) throw Error("evaluation: the chosen split has no cases");
+#ifndef MSAM_HAVE_ITK
+  if (o.save_masks) throw Error("--save-masks needs a build with ITK (image IO)");
+#endif
   std::string summary;
   auto model = model::load_for_inference(checkpoint, &summary);
   log_line(summary);
@@ -82,13 +92,16 @@ std::vector<eval::CaseResult> evaluate_entries(const std::string& checkpoint,
   fs::create_directories(o.out_dir);
   if (o.save_masks) fs::create_directories(fs::path(o.out_dir) / "masks");
   if (o.overlays > 0) fs::create_directories(fs::path(o.out_dir) / "overlays");
-  const auto original = o.original_grid ? itk_original_label_reader() : eval::OriginalLabelReader{};
+  const auto original = o.original_grid ? original_label_reader() : eval::OriginalLabelReader{};
+  if (o.original_grid && !original)
+    log_line("evaluation: built without ITK, scoring in the crop only (no original-grid metrics)");
+  const bool original_grid = static_cast<bool>(original);
 
   std::vector<std::string> header{"case"};
   for (int64_t k = 1; k <= o.eval.clicks; ++k) header.push_back("dice_click" + std::to_string(k));
   const std::vector<std::string> names{"dice", "iou", "hd", "hd95", "assd", "nsd"};
   for (const auto& n : names) header.push_back(n);
-  if (o.original_grid)
+  if (original_grid)
     for (const auto& n : names) header.push_back("orig_" + n);
   header.push_back("seconds");
   eval::CsvWriter csv((fs::path(o.out_dir) / "per_case.csv").string(), header);
@@ -100,16 +113,18 @@ std::vector<eval::CaseResult> evaluate_entries(const std::string& checkpoint,
     std::vector<std::string> row{r.case_id};
     for (double d : r.dice_per_click) row.push_back(eval::format_number(d));
     for (const auto& [n, v] : eval::metric_values(r.crop)) row.push_back(eval::format_number(v));
-    if (o.original_grid)
+    if (original_grid)
       for (const auto& [n, v] : eval::metric_values(*r.original))
         row.push_back(eval::format_number(v));
     row.push_back(eval::format_number(r.seconds));
     csv.add_row(row);
+#ifdef MSAM_HAVE_ITK
     if (o.save_masks) {
       auto restored = data::restore_to_original(r.mask, c.info.record);
       imageio::write_volume(
           (fs::path(o.out_dir) / "masks" / (safe_name(r.case_id) + ".nii.gz")).string(), restored);
     }
+#endif
     if (static_cast<int>(i) < o.overlays) {
       std::vector<eval::Click> clicks = r.clicks;
       eval::render_overlay_png(

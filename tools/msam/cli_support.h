@@ -10,10 +10,12 @@
 
 namespace msam::cli {
 
-// Reads a case's image and label with ITK.
-data::CaseReader itk_case_reader();
-// The case's binarised ground truth on its original scan grid (for paste-back metrics).
-eval::OriginalLabelReader itk_original_label_reader();
+// Reads a case's image and label with ITK; empty in a build without ITK (the GPU machine),
+// where training and evaluation read a prepared cache only.
+data::CaseReader case_reader();
+// The case's binarised ground truth on its original scan grid (for paste-back metrics);
+// empty without ITK.
+eval::OriginalLabelReader original_label_reader();
 
 void log_line(const std::string& line);  // stderr, one line
 

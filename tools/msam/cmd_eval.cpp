@@ -19,7 +19,7 @@ struct Options {
 
 int run(Options o) {
   auto config = train::load_config(o.config, o.overrides);
-  auto data = train::prepare_run_data(config, itk_case_reader(), log_line);
+  auto data = train::prepare_run_data(config, case_reader(), log_line);
   const std::vector<std::string>* entries = nullptr;
   if (o.split == "test") entries = &data.test;
   else if (o.split == "val") entries = &data.val;
@@ -27,6 +27,7 @@ int run(Options o) {
   else throw Error("--split: unknown split '" + o.split + "' (train, val, test)");
   o.run.eval.protocol = parse_protocol(o.protocol);
   o.run.device = config.device == train::DeviceKind::kCuda ? "cuda" : "cpu";
+  o.run.eval.amp_dtype = train::amp_dtype(config.precision);
   o.run.out_dir = o.out.empty()
                       ? (std::filesystem::path(config.output) / ("eval_" + o.split)).string()
                       : o.out;

@@ -1,5 +1,7 @@
 // msam prepare --config run.yaml: preprocess every case of the run's datasets into the cache
 // and write (or check) the split file, so that training and evaluation need no ITK.
+// Reads raw scans: needs ITK.
+#ifdef MSAM_HAVE_ITK
 #include <cstdio>
 
 #include "cli_support.h"
@@ -16,7 +18,7 @@ struct Options {
 
 int run(const Options& o) {
   auto config = train::load_config(o.config, o.overrides);
-  auto data = train::prepare_run_data(config, itk_case_reader(), log_line);
+  auto data = train::prepare_run_data(config, case_reader(), log_line);
   std::printf("cache %s: %zu train, %zu val, %zu test cases (split %s)\n",
               data.cache_dir.c_str(), data.train.size(), data.val.size(), data.test.size(),
               data.split_file.c_str());
@@ -35,3 +37,4 @@ const Register reg("prepare", "Preprocess a run's datasets into the cache and wr
 
 }  // namespace
 }  // namespace msam::cli
+#endif  // MSAM_HAVE_ITK

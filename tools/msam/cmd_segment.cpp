@@ -1,6 +1,8 @@
 // msam segment: a real scan, the user's clicks, no ground truth → a mask in the scan's
 // geometry. Clicks run as refinement iterations inside a 128³ ROI; a lesion that reaches the
 // ROI border is followed with overlapping windows until it is contained.
+// Reads raw scans: needs ITK.
+#ifdef MSAM_HAVE_ITK
 #include <torch/torch.h>
 
 #include <cmath>
@@ -12,6 +14,7 @@
 
 #include "cli_support.h"
 #include "command.h"
+#include "msam/common/compat.h"
 #include "msam/common/error.h"
 #include "msam/data/geometry_ops.h"
 #include "msam/data/preprocess.h"
@@ -27,7 +30,8 @@ struct UserClick {
 };
 
 struct Options {
-  std::string checkpoint, image, out, prob_out, clicks_json, modality = "auto", device = "cpu";
+  std::string checkpoint, image, out, prob_out, clicks_json, modality = "auto", device = "cpu",
+              precision = "fp32";
   std::vector<std::string> clicks;
   bool world = false, ras = false, multi_click = false;
   std::vector<double> spacing;
@@ -154,6 +158,11 @@ int run(const Options& o) {
   torch::Device device(o.device == "cuda" ? torch::kCUDA : torch::kCPU);
   model->to(device);
   torch::NoGradGuard no_grad;
+  if (o.precision != "fp32" && !device.is_cuda())
+    throw Error("--precision " + o.precision + " needs --device cuda (the CPU runs fp32)");
+  compat::AutocastGuard amp(device, o.precision == "bf16"   ? torch::kBFloat16
+                                    : o.precision == "fp16" ? torch::kHalf
+                                                            : torch::kFloat);
   const int64_t S = model->config().encoder.img_size;
   const data::Index3 roi_size{S, S, S};
 
@@ -289,8 +298,11 @@ const Register reg(
       app.add_option("--max-windows", o->max_windows, "ROI windows to follow a large lesion")
           ->check(CLI::Range(1, 64));
       app.add_option("--device", o->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+      app.add_option("--precision", o->precision, "fp32, or bf16 / fp16 autocast on CUDA")
+          ->check(CLI::IsMember({"fp32", "bf16", "fp16"}));
       return [o] { return run(*o); };
     });
 
 }  // namespace
 }  // namespace msam::cli
+#endif  // MSAM_HAVE_ITK

@@ -20,7 +20,7 @@ int run(const Options& o) {
   auto config = train::load_config(o.config, o.overrides);
   train::TrainerOptions to;
   to.resume = o.resume;
-  to.reader = itk_case_reader();
+  to.reader = case_reader();
   to.log = log_line;
   train::Trainer trainer(config, o.config, to);
   auto history = trainer.run();

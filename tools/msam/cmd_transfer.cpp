@@ -33,7 +33,7 @@ std::string checkpoint_for(const std::string& config_path, const std::string& gi
   auto config = train::load_config(config_path, overrides_here);
   train::TrainerOptions to;
   to.resume = true;  // an interrupted transfer run picks up where it stopped
-  to.reader = itk_case_reader();
+  to.reader = case_reader();
   to.log = log_line;
   log_line("transfer: training on " + config_path + " into " + config.output);
   train::Trainer trainer(config, config_path, to);
@@ -53,7 +53,7 @@ int run(Options o) {
   if (o.target_checkpoint.empty())
     overrides.push_back("output=" + (fs::path(o.out) / "target").string());
   auto target = train::load_config(o.target_config, overrides);
-  auto data = train::prepare_run_data(target, itk_case_reader(), log_line);
+  auto data = train::prepare_run_data(target, case_reader(), log_line);
   o.run.device = target.device == train::DeviceKind::kCuda ? "cuda" : "cpu";
 
   o.run.out_dir = (fs::path(o.out) / "eval_before").string();

@@ -5,34 +5,22 @@
 #include <ATen/autocast_mode.h>
 #include <torch/version.h>
 
+#include "msam/common/cpu_gemm.h"
+
 namespace msam::compat {
 
 constexpr bool kTorch2 = TORCH_VERSION_MAJOR >= 2;
 
 // softmax(q·kᵀ·scale + bias)·v with an optional additive float bias broadcastable to the
-// logits. 2.x dispatches to fused SDPA kernels; 1.13's `_scaled_dot_product_attention`
-// offers no fused CPU kernel, so the explicit form is used there.
+// logits. 2.x dispatches to fused SDPA kernels (the additive bias selects the memory-efficient
+// kernel on CUDA); 1.13's `_scaled_dot_product_attention` offers no fused CPU kernel.
 inline at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                             const c10::optional<at::Tensor>& bias, double scale) {
 #if TORCH_VERSION_MAJOR >= 2
   return at::scaled_dot_product_attention(q, k, v, bias, 0.0, false, scale);
 #else
-  // 3-D bmm/baddbmm on folded batch dims: 1.13's CPU `matmul` on 4-D operands with a
-  // transposed key took a slow path in measurements here.
-  const int64_t Lq = q.size(-2), Lk = k.size(-2), D = q.size(-1);
-  auto out_shape = q.sizes().vec();
-  out_shape.back() = v.size(-1);
-  auto q3 = q.reshape({-1, Lq, D});
-  auto k3 = k.reshape({-1, Lk, D}).transpose(1, 2);
-  at::Tensor logits;
-  if (bias.has_value()) {
-    auto full = q.sizes().vec();
-    full.back() = Lk;
-    logits = at::baddbmm(bias->expand(full).reshape({-1, Lq, Lk}), q3, k3, 1.0, scale);
-  } else {
-    logits = at::bmm(q3, k3).mul_(scale);
-  }
-  return at::bmm(at::softmax(logits, -1), v.reshape({-1, Lk, v.size(-1)})).view(out_shape);
+  // 1.13 has no fused CPU kernel: the explicit form, split across the CPU threads.
+  return cpu::attention(q, k, v, bias, scale);
 #endif
 }
 

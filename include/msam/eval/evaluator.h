@@ -24,6 +24,8 @@ struct EvalOptions {
   double threshold = 0.5;
   double nsd_tolerance_mm = 1.0;
   uint64_t seed = 0;
+  // kBFloat16 / kHalf: the model runs under CUDA autocast (the run's `precision`).
+  at::ScalarType amp_dtype = at::kFloat;
 };
 
 struct CaseResult {

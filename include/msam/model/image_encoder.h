@@ -67,6 +67,7 @@ class Attention3DImpl : public torch::nn::Module {
 
  private:
   torch::Tensor project_qkv(const torch::Tensor& x);
+  torch::Tensor project_out(const torch::Tensor& x);
   torch::Tensor attend(const torch::Tensor& qkv, int64_t side);
 };
 TORCH_MODULE(Attention3D);

@@ -90,7 +90,7 @@ MSAMConfig infer_config(const std::map<std::string, at::Tensor>& state, const st
 
 // A complete M-SAM for inference from `path`: the architecture is inferred from the
 // weights, which must include the adapter (a SAM-Med3D checkpoint alone is rejected with an
-// explanation: its adapter would be random).
+// explanation: its adapter would be random). LoRA is merged into the qkv projections.
 MSAM load_for_inference(const std::string& path, std::string* summary = nullptr);
 
 }  // namespace msam::model

@@ -1,6 +1,8 @@
 // The run configuration: one YAML file describes a training run. Defaults reproduce the
 // reference (train_msam.py with SAM-Med3D-turbo's ViT-B, DESIGN.md §3-4).
 #pragma once
+#include <c10/core/ScalarType.h>
+
 #include <array>
 #include <cstdint>
 #include <optional>
@@ -144,6 +146,8 @@ void validate(const Config& config, const std::string& source);
 
 const char* name(ClickProtocol p);
 const char* name(Precision p);
+// The autocast dtype of a precision: kFloat (no autocast), kBFloat16 or kHalf.
+c10::ScalarType amp_dtype(Precision p);
 
 #if MSAM_HAVE_YAML
 // Reads and validates a run file, applying `overrides` ("a.b=c") first.

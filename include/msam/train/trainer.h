@@ -11,6 +11,7 @@
 #include "msam/model/msam.h"
 #include "msam/train/config.h"
 #include "msam/train/grad_scaler.h"
+#include "msam/train/refinement.h"
 #include "msam/train/scheduler.h"
 
 namespace msam::train {
@@ -38,6 +39,36 @@ torch::Device device_of(const Config& config);
 // threshold on logits, not probabilities: a reference slip kept for comparable numbers),
 // per-sample Dice averaged over the batch; samples with both masks empty are left out.
 double reference_dice(const torch::Tensor& logits, const torch::Tensor& target);
+// The same as a scalar tensor on the logits' device (NaN when every sample is empty on both
+// sides), so that a training step need not wait for it.
+torch::Tensor reference_dice_tensor(const torch::Tensor& logits, const torch::Tensor& target);
+
+// Loss of one refinement iteration's full-size logits (computed in float32).
+torch::Tensor iteration_loss(const torch::Tensor& logits, const torch::Tensor& target,
+                             LossKind kind);
+
+// Everything one optimisation step needs besides the model, the batch and the optimiser.
+struct StepSettings {
+  RefinementOptions refinement;
+  LossKind loss = LossKind::kDice;
+  LossReduce reduce = LossReduce::kSum;
+  at::ScalarType amp_dtype = at::kFloat;  // kBFloat16 / kHalf: CUDA autocast
+  bool encoder_frozen = false;            // frozen base and no LoRA: encoder without autograd
+};
+
+struct StepOutput {
+  torch::Tensor loss;  // scalar, on the model's device
+  torch::Tensor dice;  // reference Dice after the last iteration, scalar (may be NaN)
+  bool stepped = true; // false: fp16 overflow, the optimiser step was skipped
+};
+
+// One training step as the reference: image encoder once, the refinement loop with the loss of
+// every iteration (or the last), backward through the whole loop, optimiser step through the
+// grad scaler. No host synchronisation except the scaler's overflow check (fp16 only).
+StepOutput training_step(model::MSAM& model, const torch::Tensor& image,
+                         const torch::Tensor& target, const StepSettings& settings,
+                         torch::Generator& generator, torch::optim::Optimizer& optimizer,
+                         GradScaler& scaler);
 
 struct EpochRecord {
   int64_t epoch = 0;  // 1-based
@@ -69,7 +100,7 @@ class Trainer {
  private:
   EpochRecord train_epoch(int64_t epoch);
   std::pair<double, double> validate(int64_t epoch);  // (loss, dice)
-  torch::Tensor iteration_loss(const torch::Tensor& logits, const torch::Tensor& target) const;
+  StepSettings step_settings() const;
   void save(const std::string& path, int64_t epochs_done);
   void write_reports() const;
   void log(const std::string& line) const;

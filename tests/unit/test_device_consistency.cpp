@@ -1,0 +1,161 @@
+// The model, a training step and the click sampler on the test device against the same on the
+// CPU (MSAM_TEST_DEVICE=cuda, tools/gpu_check.sh). The CPU path matches the reference fixtures
+// (parity tests), so agreement here carries that parity to the GPU, including the modules whose
+// fixtures are too large to travel to the GPU machine (adapter, decoder, click loop).
+// Skipped when the test device is the CPU.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "fixtures.h"
+#include "msam/model/msam.h"
+#include "msam/model/state_dict.h"
+#include "msam/train/click_sampler.h"
+#include "msam/train/trainer.h"
+
+using namespace msam;
+
+namespace {
+
+#define SKIP_ON_CPU()                                                          \
+  if (!test::device().is_cuda()) GTEST_SKIP() << "MSAM_TEST_DEVICE is the CPU"
+
+// Relative-norm distance of a device result from the CPU one.
+double rel(const torch::Tensor& a, const torch::Tensor& ref) {
+  auto x = a.detach().to(torch::kCPU, torch::kDouble), r = ref.detach().to(torch::kCPU, torch::kDouble);
+  return ((x - r).norm() / r.norm().clamp_min(1e-30)).item<double>();
+}
+
+double tolerance() { return test::bf16_autocast() ? test::kBf16RelNorm : 2e-4; }
+
+// Random values in the parameters the reference initialises to zero (LoRA B, relative-position
+// tables, absolute position), so that every path contributes.
+void randomise_zero_init(model::MSAM& net) {
+  torch::NoGradGuard no_grad;
+  for (auto& p : net->named_parameters()) {
+    const auto& k = p.key();
+    if (k.find("linear_b_") != std::string::npos || k.find("rel_pos") != std::string::npos ||
+        k.find("pos_embed") != std::string::npos)
+      p.value().normal_(0, 0.05);
+  }
+}
+
+model::MSAMConfig vit_b() {
+  model::MSAMConfig c;
+  c.encoder.lora_rank = 4;
+  return c;
+}
+
+// A ball of foreground in a B×1×S³ volume.
+torch::Tensor ball(int64_t batch, int64_t size, double radius) {
+  auto r = torch::arange(size, torch::kFloat) - size / 2.0;
+  auto d2 = r.pow(2).view({-1, 1, 1}) + r.pow(2).view({1, -1, 1}) + r.pow(2).view({1, 1, -1});
+  return (d2 <= radius * radius).to(torch::kFloat).expand({batch, 1, size, size, size}).contiguous();
+}
+
+}  // namespace
+
+TEST(DeviceConsistency, VitBEncoderAndThreeClicksMatchCpu) {
+  SKIP_ON_CPU();
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(0);
+  model::MSAM net(vit_b());
+  randomise_zero_init(net);
+  net->eval();
+  const auto image = torch::randn({1, 1, 128, 128, 128});
+  const auto points = torch::tensor({40, 64, 70, 80, 50, 60, 64, 64, 90}, torch::kLong).view({3, 1, 1, 3});
+  const auto labels = torch::tensor({1, 0, 1}, torch::kLong).view({3, 1, 1});
+
+  auto run = [&](const torch::Device& d) {
+    net->to(d);
+    std::vector<torch::Tensor> out;
+    auto ctx = net->encode(image.to(d));
+    out.push_back(ctx.image_embedding);
+    auto low = torch::zeros({1, 1, 32, 32, 32}, d);
+    for (int k = 0; k < 3; ++k) {
+      auto pred = net->click(ctx, points[k].to(d), labels[k].to(d), low);
+      low = pred.low_res_masks;
+      out.push_back(low);
+      out.push_back(pred.iou_pred);
+    }
+    out.push_back(net->upsample(low));
+    for (auto& t : out) t = t.to(torch::kCPU, torch::kFloat);
+    return out;
+  };
+  const auto cpu = run(torch::kCPU);
+  const auto dev = run(test::device());
+  const char* names[] = {"image embedding", "click 1 logits", "click 1 IoU", "click 2 logits",
+                         "click 2 IoU",     "click 3 logits", "click 3 IoU", "upsampled"};
+  for (size_t i = 0; i < cpu.size(); ++i)
+    EXPECT_LE(rel(dev[i], cpu[i]), tolerance()) << names[i];
+}
+
+TEST(DeviceConsistency, TrainingStepMatchesCpu) {
+  SKIP_ON_CPU();
+  model::MSAMConfig cfg;  // the tiny CPU configuration's shape
+  cfg.encoder.img_size = 64;
+  cfg.encoder.patch_size = 8;
+  cfg.encoder.embed_dim = 96;
+  cfg.encoder.depth = 2;
+  cfg.encoder.num_heads = 4;
+  cfg.encoder.global_attn_indexes = {1};
+  cfg.encoder.out_chans = 96;
+  cfg.encoder.lora_rank = 4;
+  cfg.adapter_heads = 2;
+  cfg.decoder_heads = 4;
+  cfg.decoder_mlp_dim = 256;
+  torch::manual_seed(1);
+  const auto image = torch::randn({2, 1, 64, 64, 64});
+  const auto target = ball(2, 64, 9);
+  train::StepSettings s;
+  s.refinement.iterations = 4;
+
+  auto step = [&](const torch::Device& d) {
+    torch::manual_seed(2);
+    model::MSAM net(cfg);
+    randomise_zero_init(net);
+    net->image_encoder->freeze_base(true);
+    net->to(d);
+    net->train();
+    std::vector<torch::Tensor> params;
+    for (auto& p : net->parameters())
+      if (p.requires_grad()) params.push_back(p);
+    // SGD with lr 1: the update is the gradient itself (Adam's first step is ±lr, whose sign
+    // flips where a gradient is at rounding level).
+    torch::optim::SGD opt(params, torch::optim::SGDOptions(1.0));
+    train::GradScaler scaler(train::GradScalerOptions{65536.0, 2.0, 0.5, 2000, false});
+    auto gen = torch::make_generator<at::CPUGeneratorImpl>(5);
+    auto out = train::training_step(net, image.to(d), target.to(d), s, gen, opt, scaler);
+    return std::make_pair(out.loss.to(torch::kCPU), model::state_dict(*net));
+  };
+  const auto [cpu_loss, cpu_state] = step(torch::kCPU);
+  const auto [dev_loss, dev_state] = step(test::device());
+  EXPECT_TRUE(std::isfinite(dev_loss.item<double>()));
+  EXPECT_LE(rel(dev_loss, cpu_loss), tolerance());
+  // The updates are the gradients: compare them.
+  torch::manual_seed(2);
+  model::MSAM init(cfg);
+  randomise_zero_init(init);
+  const auto before = model::state_dict(*init);
+  for (const auto& [k, v] : cpu_state) {
+    const auto delta_cpu = v - before.at(k);
+    if (delta_cpu.abs().max().item<double>() == 0) continue;  // frozen
+    EXPECT_LE(rel(dev_state.at(k) - before.at(k), delta_cpu), 5 * tolerance()) << k;
+  }
+}
+
+TEST(DeviceConsistency, ClickSamplerGivesTheCpuClicksForASeed) {
+  SKIP_ON_CPU();
+  torch::manual_seed(3);
+  const auto target = ball(3, 32, 7);
+  const auto logits = torch::randn({3, 1, 32, 32, 32}) * 3;
+  for (auto protocol : {train::ClickProtocol::kRandom, train::ClickProtocol::kFnFp5050,
+                        train::ClickProtocol::kCenter}) {
+    auto g_cpu = torch::make_generator<at::CPUGeneratorImpl>(11);
+    auto g_dev = torch::make_generator<at::CPUGeneratorImpl>(11);
+    const auto a = train::sample_clicks(logits, target, protocol, g_cpu);
+    const auto b = train::sample_clicks(logits.to(test::device()), target.to(test::device()),
+                                        protocol, g_dev);
+    EXPECT_TRUE(torch::equal(a.points, b.points.to(torch::kCPU))) << static_cast<int>(protocol);
+    EXPECT_TRUE(torch::equal(a.labels, b.labels.to(torch::kCPU))) << static_cast<int>(protocol);
+  }
+}

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# The GPU check, in one call on a machine with an NVIDIA GPU and a pip PyTorch (CUDA):
+# configure msam against that PyTorch's LibTorch (no ITK: core, CLI and tests), build, run the
+# parity tests and the CPU-vs-GPU consistency tests on CUDA in float32 and under bf16
+# autocast, then `msam bench --device cuda`. Logs go to $OUT (default out/gpu_check); the
+# last lines printed are the summary.
+# Prepare on the development machine first: tools/gpu_stage.sh (fills .devdeps/).
+# Usage: tools/gpu_check.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-out/gpu_check}
+mkdir -p "$OUT"
+DEPS=$PWD/.devdeps
+BUILD=${MSAM_GPU_BUILD_DIR:-build-gpu}
+SUMMARY=$OUT/summary.txt
+: >"$SUMMARY"
+say() { echo "$*" | tee -a "$SUMMARY"; }
+step_start=$(date +%s)
+elapsed() { echo "$(($(date +%s) - step_start)) s"; }
+
+[ -d "$DEPS" ] || { echo "no .devdeps/: run tools/gpu_stage.sh on the development machine and carry .devdeps"; exit 2; }
+
+{
+  date -u
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "cxx11abi", torch._C._GLIBCXX_USE_CXX11_ABI)'
+  g++ --version | head -1
+  cmake --version | head -1
+  nproc
+} >"$OUT/env.txt" 2>&1
+say "== $(sed -n 2p "$OUT/env.txt") | $(sed -n 3p "$OUT/env.txt")"
+
+TORCH_PREFIX=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
+ZLIB_LIB=$DEPS/usr/lib/x86_64-linux-gnu/libz.a
+for z in /usr/lib/x86_64-linux-gnu/libz.so /usr/lib/x86_64-linux-gnu/libz.so.1 /lib/x86_64-linux-gnu/libz.so.1; do
+  if [ -e "$z" ]; then ZLIB_LIB=$z; break; fi
+done
+export LD_LIBRARY_PATH=$DEPS/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
+
+configure() {
+  cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMSAM_WITH_ITK=OFF \
+    -DCMAKE_PREFIX_PATH="$TORCH_PREFIX;$DEPS/usr" -DMSAM_GTEST_SOURCE_DIR="$DEPS/googletest" \
+    -DZLIB_INCLUDE_DIR="$DEPS/usr/include" -DZLIB_LIBRARY="$ZLIB_LIB" \
+    -DMSAM_SHARED_DIR="$DEPS/shared" "$@" >>"$OUT/build.log" 2>&1
+}
+build() { cmake --build "$BUILD" -j "$(nproc)" -- -k 0 >>"$OUT/build.log" 2>&1; }
+
+: >"$OUT/build.log"
+if ! configure; then
+  say "== configure FAILED ($(elapsed)):"
+  tail -40 "$OUT/build.log"
+  exit 1
+fi
+grep "msam: LibTorch" "$OUT/build.log" | tail -1 | tee -a "$SUMMARY"
+if ! build; then
+  grep -m 30 -E "error|Error" "$OUT/build.log"
+  say "== build failed ($(elapsed)); retrying without the CUDA allocator statistics"
+  configure -DMSAM_CUDA_MEMORY_STATS=OFF && build || {
+    say "== build FAILED ($(elapsed))"
+    grep -m 60 -E "error|Error" "$OUT/build.log"
+    exit 1
+  }
+fi
+say "== build ok ($(elapsed))"
+
+# Parity fixtures that travel (see tools/gpu_stage.sh), and the CPU-vs-GPU consistency tests.
+PARITY_FILTER='*ImageEncoderParity*:*LoraParity*:PromptEncoderParity*:LossParity*:MetricsParity*'
+run_tests() {  # label, env assignments...
+  local label=$1
+  shift
+  local log="$OUT/tests.log"
+  echo "==== $label" >>"$log"
+  if env "$@" timeout 300 "$BUILD/msam_parity_tests" --gtest_filter="$PARITY_FILTER" >>"$log" 2>&1 &&
+    env "$@" timeout 300 "$BUILD/msam_unit_tests" --gtest_filter='DeviceConsistency*' >>"$log" 2>&1; then
+    say "== tests [$label]: passed ($(grep -c '^\[       OK \]' <(sed -n "/==== $label/,\$p" "$log")) ok) ($(elapsed))"
+  else
+    say "== tests [$label]: FAILED ($(elapsed))"
+    sed -n "/==== $label/,\$p" "$log" | grep -E "FAILED|Failure|error|Expected|Which is|rel|max" | head -30
+  fi
+}
+: >"$OUT/tests.log"
+run_tests "cuda fp32" MSAM_TEST_DEVICE=cuda
+run_tests "cuda bf16 autocast" MSAM_TEST_DEVICE=cuda MSAM_TEST_PRECISION=bf16
+# The same LibTorch 2.x on the CPU: the SDPA path and everything else that differs from 1.13.
+if timeout 300 "$BUILD/msam_parity_tests" --gtest_filter="$PARITY_FILTER" >>"$OUT/tests.log" 2>&1; then
+  say "== tests [cpu, LibTorch 2.x]: parity passed ($(elapsed))"
+else
+  say "== tests [cpu, LibTorch 2.x]: parity FAILED ($(elapsed))"
+fi
+
+say "== msam bench --device cuda"
+timeout 400 "$BUILD/msam" bench --device cuda --precision fp32,bf16,fp16 --batch-sizes 2,8 \
+  --repeats 10 --train-repeats 5 2>&1 | tee "$OUT/bench.txt" | tee -a "$SUMMARY"
+say "== done ($(elapsed))"
