@@ -5,7 +5,7 @@
 # autocast, then `msam bench --device cuda`. Logs go to $OUT (default out/gpu_check); the
 # last lines printed are the summary.
 # Prepare on the development machine first: tools/gpu_stage.sh (fills .devdeps/).
-# Usage: tools/gpu_check.sh
+# Usage: tools/gpu_check.sh   (MSAM_BENCH_PRECISIONS=fp32,bf16 to bench fewer precisions)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-out/gpu_check}
@@ -55,8 +55,8 @@ fi
 grep "msam: LibTorch" "$OUT/build.log" | tail -1 | tee -a "$SUMMARY"
 if ! build; then
   grep -m 30 -E "error|Error" "$OUT/build.log"
-  say "== build failed ($(elapsed)); retrying without the CUDA allocator statistics"
-  configure -DMSAM_CUDA_MEMORY_STATS=OFF && build || {
+  say "== build failed ($(elapsed)); retrying without LibTorch's CUDA headers (no graphs, no peak memory)"
+  configure -DMSAM_CUDA_HEADERS=OFF && build || {
     say "== build FAILED ($(elapsed))"
     grep -m 60 -E "error|Error" "$OUT/build.log"
     exit 1
@@ -90,6 +90,6 @@ else
 fi
 
 say "== msam bench --device cuda"
-timeout 400 "$BUILD/msam" bench --device cuda --precision fp32,bf16,fp16 --batch-sizes 2,8 \
+timeout 400 "$BUILD/msam" bench --device cuda --precision "${MSAM_BENCH_PRECISIONS:-fp32,bf16,fp16}" --batch-sizes 2,8 \
   --repeats 10 --train-repeats 5 2>&1 | tee "$OUT/bench.txt" | tee -a "$SUMMARY"
 say "== done ($(elapsed))"

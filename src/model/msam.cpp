@@ -94,7 +94,20 @@ MSAMImpl::MSAMImpl(MSAMConfig config) : config_(std::move(config)) {
   mask_decoder = register_module("mask_decoder", MaskDecoder3D(d));
 }
 
+bool MSAMImpl::use_graphs(const torch::Tensor& input) const {
+  return cuda_graphs_ && input.is_cuda() && !is_training() && !c10::GradMode::is_enabled();
+}
+
+void MSAMImpl::set_cuda_graphs(bool enabled) {
+  if (!enabled || !CudaGraphCache::supported())
+    cuda_graphs_.reset();
+  else if (!cuda_graphs_)
+    cuda_graphs_ = std::make_shared<CudaGraphCache>();
+}
+
 VolumeContext MSAMImpl::encode(const torch::Tensor& image) {
+  if (use_graphs(image))
+    if (auto embedding = cuda_graphs_->encode(*this, image)) return context(*embedding);
   return context(image_encoder(image));
 }
 
@@ -108,6 +121,14 @@ VolumeContext MSAMImpl::context(const torch::Tensor& image_embedding) {
 
 MaskPrediction MSAMImpl::click(const VolumeContext& ctx, const torch::Tensor& points,
                                const torch::Tensor& labels, const torch::Tensor& low_res_mask) {
+  if (use_graphs(low_res_mask))
+    if (auto pred = cuda_graphs_->click(*this, ctx, points, labels, low_res_mask)) return *pred;
+  return click_eager(ctx, points, labels, low_res_mask);
+}
+
+MaskPrediction MSAMImpl::click_eager(const VolumeContext& ctx, const torch::Tensor& points,
+                                     const torch::Tensor& labels,
+                                     const torch::Tensor& low_res_mask) {
   auto prompts = prompt_encoder(points, labels, low_res_mask);
   auto src = adapter->forward(ctx.adapter_image, prompts.dense);
   return mask_decoder->forward(src, ctx.dense_pe, prompts.sparse.to(src.scalar_type()), false);

@@ -93,7 +93,9 @@ PromptEmbeddings PromptEncoder3DImpl::forward(const torch::Tensor& points,
                 shape_str(labels.sizes()));
   if (labels.is_floating_point())
     throw Error("prompt encoder: labels must be integers (1, 0 or -1)");
-  if (labels.numel() > 0 && ((labels < -1) | (labels > 1)).any().item<bool>())
+  // Checked where labels come from outside (the CPU); on a GPU they come from the click sampler,
+  // and a check would wait for the GPU at every click (and cannot be graph-captured).
+  if (labels.is_cpu() && labels.numel() > 0 && ((labels < -1) | (labels > 1)).any().item<bool>())
     throw Error("prompt encoder: labels must be 1 (foreground), 0 (background) or -1 (no point)");
   const int64_t B = points.size(0), g = options_.image_embedding_size;
   const auto dtype = no_mask_embed->weight.scalar_type();

@@ -28,7 +28,9 @@ void check_prompt_encoder(torch::Dtype dtype, test::Tol tol, test::Tol point_tol
   auto pe = load_prompt_encoder(dtype);
   auto out = pe->forward(test::on_device(f.at("input.points")), test::on_device(f.at("input.labels")),
                         test::on_device(f.at("input.masks")));
-  if (!test::bf16_autocast()) EXPECT_EQ(out.sparse.scalar_type(), dtype);
+  if (!test::bf16_autocast()) {
+    EXPECT_EQ(out.sparse.scalar_type(), dtype);
+  }
   MSAM_EXPECT_CLOSE(out.sparse, f.at("output.sparse_embeddings"), point_tol);
   MSAM_EXPECT_CLOSE(out.dense, f.at("output.dense_embeddings"), tol);
   MSAM_EXPECT_CLOSE(pe->get_dense_pe(), f.at("output.dense_pe"), point_tol);

@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include "fixtures.h"
+#include "msam/model/cuda_graphs.h"
 #include "msam/model/msam.h"
 #include "msam/model/state_dict.h"
 #include "msam/train/click_sampler.h"
@@ -158,4 +159,44 @@ TEST(DeviceConsistency, ClickSamplerGivesTheCpuClicksForASeed) {
     EXPECT_TRUE(torch::equal(a.points, b.points.to(torch::kCPU))) << static_cast<int>(protocol);
     EXPECT_TRUE(torch::equal(a.labels, b.labels.to(torch::kCPU))) << static_cast<int>(protocol);
   }
+}
+
+TEST(DeviceConsistency, CudaGraphsReplayTheEagerModel) {
+  SKIP_ON_CPU();
+  if (!model::CudaGraphCache::supported()) GTEST_SKIP() << "built without CUDA graphs";
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(4);
+  model::MSAM net(vit_b());
+  randomise_zero_init(net);
+  net->image_encoder->merge_lora();
+  net->eval();
+  net->to(test::device());
+  const auto d = test::device();
+  const auto volumes = torch::randn({2, 1, 1, 128, 128, 128}, d);
+  const auto points = torch::tensor({40, 64, 70, 80, 50, 60}, torch::kLong).view({2, 1, 1, 3}).to(d);
+  const auto labels = torch::tensor({1, 0}, torch::kLong).view({2, 1, 1}).to(d);
+
+  // Volume 0, volume 1, volume 0 again: the graphs' static context must follow the volume.
+  auto run = [&](bool graphs) {
+    net->set_cuda_graphs(graphs);
+    std::vector<torch::Tensor> out;
+    for (int v : {0, 1, 0}) {
+      auto ctx = net->encode(volumes[v]);
+      out.push_back(ctx.image_embedding);
+      auto low = torch::zeros({1, 1, 32, 32, 32}, d);
+      for (int k = 0; k < 2; ++k) {
+        auto pred = net->click(ctx, points[k], labels[k], low);
+        low = pred.low_res_masks;
+        out.push_back(low);
+        out.push_back(pred.iou_pred);
+      }
+    }
+    if (graphs) EXPECT_TRUE(net->cuda_graphs_usable()) << "a capture failed (see stderr)";
+    net->set_cuda_graphs(false);
+    return out;
+  };
+  const auto eager = run(false);
+  const auto graphed = run(true);
+  ASSERT_EQ(eager.size(), graphed.size());
+  for (size_t i = 0; i < eager.size(); ++i) EXPECT_LE(rel(graphed[i], eager[i]), 1e-5) << i;
 }

@@ -89,6 +89,7 @@ std::vector<eval::CaseResult> evaluate_entries(const std::string& checkpoint,
   log_line(summary);
   torch::Device device(o.device == "cuda" ? torch::kCUDA : torch::kCPU);
   model->to(device);
+  model->set_cuda_graphs(device.is_cuda());
   fs::create_directories(o.out_dir);
   if (o.save_masks) fs::create_directories(fs::path(o.out_dir) / "masks");
   if (o.overlays > 0) fs::create_directories(fs::path(o.out_dir) / "overlays");

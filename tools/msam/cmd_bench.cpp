@@ -17,6 +17,7 @@
 #include "msam/common/device.h"
 #include "msam/common/error.h"
 #include "msam/data/benchmark.h"
+#include "msam/model/cuda_graphs.h"
 #include "msam/model/msam.h"
 #include "msam/train/refinement.h"
 #include "msam/train/trainer.h"
@@ -146,7 +147,8 @@ void bench_inference(const Options& o, const torch::Device& device, const std::s
   net->eval();
   net->to(device);
   compat::AutocastGuard amp(device, amp_dtype(precision));
-  auto image = torch::randn({1, 1, 128, 128, 128}, device);
+  // Drawn on the CPU: the same input on every device, and no CUDA generator involved.
+  auto image = torch::randn({1, 1, 128, 128, 128}).to(device);
   const std::string tag = " [" + precision + "]";
 
   net->image_encoder->set_window_path(model::WindowPath::Fast);
@@ -201,6 +203,28 @@ void bench_inference(const Options& o, const torch::Device& device, const std::s
   row("encoder + 10 sampled clicks (one volume)" + tag, "%10.1f ms", whole * 1e3,
       ratio_note(kRefLoopSeconds, whole, cuda));
   row("  per click in that loop" + tag, "%10.2f ms", (whole - fast) / 10 * 1e3);
+  if (!cuda || !model::CudaGraphCache::supported()) return;
+
+  // The same with the encoder and each click replayed from CUDA graphs (what eval and
+  // segment use on a GPU).
+  net->set_cuda_graphs(true);
+  auto encode = [&] { net->encode(image); };
+  encode();
+  const double g_encode = median_seconds(o.repeats, encode, device);
+  auto g_ctx = net->encode(image);
+  auto graphed_click = [&] { net->upsample(net->click(g_ctx, points, labels, low).low_res_masks); };
+  graphed_click();
+  const double g_click = median_seconds(click_repeats, graphed_click, device);
+  loop();
+  const double g_whole = median_seconds(o.repeats, loop, device);
+  net->set_cuda_graphs(false);
+  row("CUDA graphs: encoder + adapter image side" + tag, "%10.1f ms", g_encode * 1e3,
+      ratio_note(kRefEncoderSeconds, g_encode, cuda));
+  row("CUDA graphs: one click + upsampling" + tag, "%10.2f ms", g_click * 1e3,
+      ratio_note(kRefClickSeconds, g_click, cuda));
+  row("CUDA graphs: encoder + 10 sampled clicks" + tag, "%10.1f ms", g_whole * 1e3,
+      ratio_note(kRefLoopSeconds, g_whole, cuda));
+  row("  per click in that loop" + tag, "%10.2f ms", (g_whole - g_encode) / 10 * 1e3);
 }
 
 // Training steps as the reference trains: ViT-B with a frozen base and LoRA, 11 iterations
@@ -224,7 +248,7 @@ void bench_training(const Options& o, const torch::Device& device, const std::st
   train::StepSettings s;
   s.refinement.iterations = 11;
   s.amp_dtype = amp_dtype(precision);
-  auto image = torch::randn({batch, 1, 128, 128, 128}, device);
+  auto image = torch::randn({batch, 1, 128, 128, 128}).to(device);
   auto target = ball_targets(batch, 128, device);
   auto gen = torch::make_generator<at::CPUGeneratorImpl>(3);
   double first_loss = 0, last_loss = 0;

@@ -157,6 +157,7 @@ int run(const Options& o) {
   log_line(summary);
   torch::Device device(o.device == "cuda" ? torch::kCUDA : torch::kCPU);
   model->to(device);
+  model->set_cuda_graphs(device.is_cuda());
   torch::NoGradGuard no_grad;
   if (o.precision != "fp32" && !device.is_cuda())
     throw Error("--precision " + o.precision + " needs --device cuda (the CPU runs fp32)");

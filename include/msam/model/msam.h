@@ -6,6 +6,7 @@
 #include <map>
 #include <string>
 
+#include "msam/model/cuda_graphs.h"
 #include "msam/model/image_encoder.h"
 #include "msam/model/mask_decoder.h"
 #include "msam/model/mask_enhanced_adapter.h"
@@ -51,6 +52,15 @@ class MSAMImpl : public torch::nn::Module {
   // plus the previous low-res logits (B×1×(4g)³) → new low-res logits and predicted IoU.
   MaskPrediction click(const VolumeContext& ctx, const torch::Tensor& points,
                        const torch::Tensor& labels, const torch::Tensor& low_res_mask);
+  // The same, always run op by op (what a CUDA graph captures).
+  MaskPrediction click_eager(const VolumeContext& ctx, const torch::Tensor& points,
+                             const torch::Tensor& labels, const torch::Tensor& low_res_mask);
+
+  // Inference from captured CUDA graphs (cuda_graphs.h): encode() and click() replay them for
+  // CUDA inputs in eval mode without autograd. A no-op in builds without CUDA.
+  void set_cuda_graphs(bool enabled);
+  // Whether encode()/click() can replay graphs (enabled, supported, no capture failed).
+  bool cuda_graphs_usable() const { return cuda_graphs_ && cuda_graphs_->usable(); }
 
   // Low-res logits → full-size logits (trilinear, align_corners=false, as the reference).
   torch::Tensor upsample(const torch::Tensor& low_res) const;
@@ -63,7 +73,10 @@ class MSAMImpl : public torch::nn::Module {
   MaskDecoder3D mask_decoder{nullptr};
 
  private:
+  bool use_graphs(const torch::Tensor& input) const;
+
   MSAMConfig config_;
+  std::shared_ptr<CudaGraphCache> cuda_graphs_;
 };
 TORCH_MODULE(MSAM);
 
