@@ -197,15 +197,16 @@ PreparedCase preprocess_case(const Volume& image, const Volume& label, const Cas
     throw file_error(label.source, "label shape " + shape_str(label.data.sizes()) +
                                        " differs from image shape " + shape_str(image.data.sizes()) +
                                        " (" + image.source + ")");
-  // The reference silently copies the label's origin and direction onto the image; a
-  // misregistered label would then train on the wrong voxels, so it is an error by default.
+  // A misregistered label would train on the wrong voxels, so a mismatch is an error unless
+  // the run says to trust the image (see GeometryMismatch).
   Geometry label_geometry = label.geometry;
   const auto diff = geometry_difference(image.geometry, label.geometry, settings.geometry_tolerance);
   if (!diff.empty()) {
     if (settings.on_geometry_mismatch == GeometryMismatch::Error)
       throw file_error(label.source, "label geometry differs from the image (" + image.source +
                                          "): " + diff +
-                                         " (set on_geometry_mismatch: copy_image_geometry to trust the image)");
+                                         " (set data.copy_image_geometry: true to use the image's "
+                                         "geometry for both)");
     label_geometry = image.geometry;
   }
   const auto finite = at::isfinite(image.data);

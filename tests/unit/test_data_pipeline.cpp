@@ -275,6 +275,7 @@ TEST(Preprocess, ErrorsAndSkips) {
   moved.geometry.origin[2] += 0.5;
   msg = error_of([&] { preprocess_case(image, moved, src, s); });
   EXPECT_NE(msg.find("origin"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("data.copy_image_geometry"), std::string::npos) << msg;
   s.on_geometry_mismatch = GeometryMismatch::CopyImageGeometry;
   const auto p = preprocess_case(image, moved, src, s);
   EXPECT_EQ(p.record.grid_geometry.origin, image.geometry.origin);

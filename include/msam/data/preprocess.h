@@ -16,9 +16,13 @@
 
 namespace msam::data {
 
+// What to do when image and label (of the same shape) disagree in spacing, origin or
+// direction beyond `geometry_tolerance`. The reference silently copies the label's origin
+// and direction onto the image; either way the voxels are paired index by index, so a
+// misregistered label trains on the wrong voxels. Run config: data.copy_image_geometry.
 enum class GeometryMismatch {
-  Error,              // image and label must agree in spacing, origin and direction
-  CopyImageGeometry,  // trust the image: its geometry is copied onto the label
+  Error,              // the case fails, naming both files and the field that differs
+  CopyImageGeometry,  // trust the image: its geometry is used for the label too
 };
 
 struct PreprocessSettings {
