@@ -58,49 +58,77 @@ Point3 multiply(const Mat3& m, const Point3& v) {
           m[6] * v[0] + m[7] * v[1] + m[8] * v[2]};
 }
 
-// Samples `data` along `dim` at continuous indices `coords`. Samples within half a voxel of
-// the grid are clamped to the edge voxel; samples further out become 0.
-at::Tensor sample_axis(const at::Tensor& data, int64_t dim, const std::vector<double>& coords,
-                       Interp interp) {
-  const int64_t n = data.size(dim);
+// Where each output voxel along one axis reads the input: voxel `lower` (Nearest), or
+// `lower` and `upper` mixed with `weight` on `upper` (Linear). Samples within half a voxel of
+// the grid are clamped to the edge voxel; those further out (`outside`, output positions)
+// become 0.
+struct AxisSamples {
+  std::vector<int64_t> lower, upper, outside;
+  std::vector<double> weight;
+  int64_t first_read = 0, last_read = 0;  // the input voxels read, inclusive
+};
+
+AxisSamples axis_samples(int64_t n, const std::vector<double>& coords, Interp interp) {
   const auto m = static_cast<int64_t>(coords.size());
-  std::vector<int64_t> lower(m), upper(m), outside;
-  std::vector<double> weight(m, 0.0);
+  AxisSamples s;
+  s.lower.resize(m);
+  s.upper.resize(m);
+  s.weight.assign(m, 0.0);
   for (int64_t k = 0; k < m; ++k) {
     const double c = coords[k];
-    if (c < -0.5 - kTieTolerance || c > n - 0.5 + kTieTolerance) outside.push_back(k);
+    if (c < -0.5 - kTieTolerance || c > n - 0.5 + kTieTolerance) s.outside.push_back(k);
     if (interp == Interp::Nearest) {
-      lower[k] = std::clamp<int64_t>(static_cast<int64_t>(std::floor(c + 0.5 + kTieTolerance)),
-                                     0, n - 1);
+      s.lower[k] = std::clamp<int64_t>(static_cast<int64_t>(std::floor(c + 0.5 + kTieTolerance)),
+                                       0, n - 1);
+      s.upper[k] = s.lower[k];
     } else {
       const double clamped = std::clamp(c, 0.0, static_cast<double>(n - 1));
-      lower[k] = std::min<int64_t>(static_cast<int64_t>(std::floor(clamped)), n - 1);
-      upper[k] = std::min<int64_t>(lower[k] + 1, n - 1);
-      weight[k] = clamped - static_cast<double>(lower[k]);
+      s.lower[k] = std::min<int64_t>(static_cast<int64_t>(std::floor(clamped)), n - 1);
+      s.upper[k] = std::min<int64_t>(s.lower[k] + 1, n - 1);
+      s.weight[k] = clamped - static_cast<double>(s.lower[k]);
     }
   }
+  s.first_read = *std::min_element(s.lower.begin(), s.lower.end());
+  s.last_read = *std::max_element(s.upper.begin(), s.upper.end());
+  return s;
+}
+
+// Samples `data` along `dim`, where `data` holds the input voxels from `first` on.
+at::Tensor apply_samples(const at::Tensor& data, int64_t dim, const AxisSamples& s,
+                         int64_t first, Interp interp) {
   const auto index_opts = at::TensorOptions().dtype(at::kLong);
-  at::Tensor out = data.index_select(dim, at::tensor(lower, index_opts));
+  const auto local = [&](const std::vector<int64_t>& index) {
+    return at::tensor(index, index_opts) - first;
+  };
+  at::Tensor out = data.index_select(dim, local(s.lower));
   if (interp == Interp::Linear) {
     std::vector<int64_t> view(data.dim(), 1);
-    view[dim] = m;
-    const auto w = at::tensor(weight, at::TensorOptions().dtype(at::kDouble))
+    view[dim] = static_cast<int64_t>(s.weight.size());
+    const auto w = at::tensor(s.weight, at::TensorOptions().dtype(at::kDouble))
                        .to(data.scalar_type())
                        .view(view);
-    out = out * (1 - w) + data.index_select(dim, at::tensor(upper, index_opts)) * w;
+    out = out * (1 - w) + data.index_select(dim, local(s.upper)) * w;
   }
-  if (!outside.empty()) out.index_fill_(dim, at::tensor(outside, index_opts), 0);
+  if (!s.outside.empty()) out.index_fill_(dim, at::tensor(s.outside, index_opts), 0);
   return out;
+}
+
+void check_box(const Index3& start, const Index3& size, const Index3& shape, const char* what) {
+  for (int i = 0; i < 3; ++i) {
+    if (size[i] < 1 || start[i] < 0 || start[i] + size[i] > shape[i]) {
+      throw Error(std::string(what) + ": box from " + shape_str(start) + " of size " +
+                  shape_str(size) + " is not inside the grid " + shape_str(shape));
+    }
+  }
 }
 
 }  // namespace
 
 // ---- orientation -----------------------------------------------------------------------
 
-Reoriented reorient_to_ras(const Volume& volume) {
-  require_3d(volume.data, volume.source);
-  const Geometry& g = volume.geometry;
-  inverse(g.direction, volume.source);  // rejects a singular matrix
+OrientationRecord ras_orientation(const Index3& shape, const Geometry& g,
+                                  const std::string& source) {
+  inverse(g.direction, source);  // rejects a singular matrix
 
   // Direction columns in RAS: LPS -> RAS negates the first two world coordinates.
   Mat3 ras = g.direction;
@@ -130,17 +158,19 @@ Reoriented reorient_to_ras(const Volume& volume) {
     record.permutation[best_r] = best_c;
     record.flipped[best_r] = ras[best_r * 3 + best_c] < 0;
   }
-  record.input_shape = shape3(volume.data);
+  record.input_shape = shape;
   record.input_geometry = g;
+  return record;
+}
 
+Index3 ras_shape(const OrientationRecord& record) {
   const auto& p = record.permutation;
-  at::Tensor data = volume.data.permute({p[0], p[1], p[2]});
-  std::vector<int64_t> flip_dims;
-  for (int i = 0; i < 3; ++i) {
-    if (record.flipped[i]) flip_dims.push_back(i);
-  }
-  if (!flip_dims.empty()) data = data.flip(flip_dims);
+  return {record.input_shape[p[0]], record.input_shape[p[1]], record.input_shape[p[2]]};
+}
 
+Geometry ras_geometry(const OrientationRecord& record) {
+  const Geometry& g = record.input_geometry;
+  const auto& p = record.permutation;
   Geometry out;
   Point3 corner{0, 0, 0};  // input index of the new first voxel
   for (int i = 0; i < 3; ++i) {
@@ -150,7 +180,38 @@ Reoriented reorient_to_ras(const Volume& volume) {
     if (record.flipped[i]) corner[p[i]] = static_cast<double>(record.input_shape[p[i]] - 1);
   }
   out.origin = voxel_to_world(g, corner);
-  return {Volume{data.contiguous(), out, volume.source}, record};
+  return out;
+}
+
+at::Tensor ras_region(const at::Tensor& data, const OrientationRecord& record,
+                      const Index3& start, const Index3& size) {
+  require_3d(data, "volume");
+  if (shape3(data) != record.input_shape) {
+    throw Error("ras_region: tensor shape " + shape_str(shape3(data)) +
+                " does not match the orientation record's " + shape_str(record.input_shape));
+  }
+  const Index3 ras = ras_shape(record);
+  check_box(start, size, ras, "ras_region");
+  const auto& p = record.permutation;
+  at::Tensor cut = data;
+  std::vector<int64_t> flip_dims;
+  for (int i = 0; i < 3; ++i) {
+    // A flipped axis runs backwards: RAS voxel r is input voxel n - 1 - r.
+    const int64_t first = record.flipped[i] ? ras[i] - start[i] - size[i] : start[i];
+    cut = cut.narrow(p[i], first, size[i]);
+    if (record.flipped[i]) flip_dims.push_back(i);
+  }
+  cut = cut.permute({p[0], p[1], p[2]});
+  if (!flip_dims.empty()) cut = cut.flip(flip_dims);
+  return cut.contiguous();
+}
+
+Reoriented reorient_to_ras(const Volume& volume) {
+  require_3d(volume.data, volume.source);
+  const OrientationRecord record =
+      ras_orientation(shape3(volume.data), volume.geometry, volume.source);
+  const at::Tensor data = ras_region(volume.data, record, {0, 0, 0}, ras_shape(record));
+  return {Volume{data, ras_geometry(record), volume.source}, record};
 }
 
 Volume undo_reorient(const at::Tensor& ras_data, const OrientationRecord& record) {
@@ -175,56 +236,81 @@ Volume undo_reorient(const at::Tensor& ras_data, const OrientationRecord& record
 
 // ---- resampling ------------------------------------------------------------------------
 
-Volume resample(const Volume& volume, const Point3& target_spacing, Interp interp) {
-  require_3d(volume.data, volume.source);
-  const Geometry& g = volume.geometry;
-  const Index3 n = shape3(volume.data);
-  Geometry out = g;
-  Index3 shape{};
+Grid resampled_grid(const Index3& n, const Geometry& g, const Point3& target_spacing,
+                    const std::string& source) {
+  Grid out{{0, 0, 0}, g};
   Point3 first_center{};  // continuous input index of the new first voxel centre
   for (int i = 0; i < 3; ++i) {
     if (!(target_spacing[i] > 0) || !std::isfinite(target_spacing[i])) {
-      throw file_error(where(volume.source),
+      throw file_error(where(source),
                        "target spacing must be positive, got " + std::to_string(target_spacing[i]));
     }
     const double ratio = g.spacing[i] / target_spacing[i];
-    shape[i] = std::max<int64_t>(1, std::llround(static_cast<double>(n[i]) * ratio));
-    out.spacing[i] = target_spacing[i];
+    out.shape[i] = std::max<int64_t>(1, std::llround(static_cast<double>(n[i]) * ratio));
+    out.geometry.spacing[i] = target_spacing[i];
     first_center[i] = -0.5 + 0.5 / ratio;  // keeps the outer corner of voxel 0 fixed
   }
-  out.origin = voxel_to_world(g, first_center);
-  return resample_onto(volume, shape, out, interp);
+  out.geometry.origin = voxel_to_world(g, first_center);
+  return out;
+}
+
+Volume resample(const Volume& volume, const Point3& target_spacing, Interp interp) {
+  require_3d(volume.data, volume.source);
+  const Grid grid =
+      resampled_grid(shape3(volume.data), volume.geometry, target_spacing, volume.source);
+  return resample_onto(volume, grid.shape, grid.geometry, interp);
 }
 
 Volume resample_onto(const Volume& volume, const Index3& shape, const Geometry& reference,
                      Interp interp) {
   require_3d(volume.data, volume.source);
-  const Geometry& g = volume.geometry;
+  const auto whole = [&](const Index3& start, const Index3& size) {
+    return box_view(volume.data, start, size);
+  };
+  const at::Tensor data = resample_box({shape3(volume.data), volume.geometry}, whole,
+                                       {shape, reference}, interp, {0, 0, 0}, shape,
+                                       volume.source);
+  return Volume{data.contiguous(), reference, volume.source};
+}
+
+at::Tensor resample_box(const Grid& input, const RegionReader& read, const Grid& target,
+                        Interp interp, const Index3& start, const Index3& size,
+                        const std::string& source) {
+  const Geometry& g = input.geometry;
+  const Geometry& reference = target.geometry;
   for (int k = 0; k < 9; ++k) {
     if (std::abs(g.direction[k] - reference.direction[k]) > 1e-6) {
-      throw file_error(where(volume.source),
-                       "resample_onto needs the same direction matrix on both grids");
+      throw file_error(where(source), "resample_onto needs the same direction matrix on both grids");
     }
   }
-  if (interp == Interp::Linear && !at::isFloatingType(volume.data.scalar_type())) {
-    throw file_error(where(volume.source),
-                     "linear interpolation of an integer tensor (a label map?); use Nearest");
+  for (int j = 0; j < 3; ++j) {
+    if (target.shape[j] < 1) throw file_error(where(source), "resample_onto: empty target shape");
   }
+  check_box(start, size, target.shape, "resample_box");
   // With a shared direction the mapping is separable: input index along axis j is
   // (reference spacing_j · k + q_j) / spacing_j with q = D⁻¹ (reference origin − origin).
   Point3 offset;
   for (int r = 0; r < 3; ++r) offset[r] = reference.origin[r] - g.origin[r];
-  const Point3 q = multiply(inverse(g.direction, volume.source), offset);
-  at::Tensor data = volume.data;
+  const Point3 q = multiply(inverse(g.direction, source), offset);
+  std::array<AxisSamples, 3> samples;
+  Index3 read_start, read_size;
   for (int j = 0; j < 3; ++j) {
-    if (shape[j] < 1) throw file_error(where(volume.source), "resample_onto: empty target shape");
-    std::vector<double> coords(shape[j]);
-    for (int64_t k = 0; k < shape[j]; ++k) {
-      coords[k] = (reference.spacing[j] * static_cast<double>(k) + q[j]) / g.spacing[j];
+    std::vector<double> coords(size[j]);
+    for (int64_t i = 0; i < size[j]; ++i) {
+      const auto k = static_cast<double>(start[j] + i);
+      coords[i] = (reference.spacing[j] * k + q[j]) / g.spacing[j];
     }
-    data = sample_axis(data, j, coords, interp);
+    samples[j] = axis_samples(input.shape[j], coords, interp);
+    read_start[j] = samples[j].first_read;
+    read_size[j] = samples[j].last_read - samples[j].first_read + 1;
   }
-  return Volume{data.contiguous(), reference, volume.source};
+  at::Tensor data = read(read_start, read_size);
+  if (interp == Interp::Linear && !at::isFloatingType(data.scalar_type())) {
+    throw file_error(where(source),
+                     "linear interpolation of an integer tensor (a label map?); use Nearest");
+  }
+  for (int j = 0; j < 3; ++j) data = apply_samples(data, j, samples[j], read_start[j], interp);
+  return data;
 }
 
 // ---- voxel <-> world -------------------------------------------------------------------
@@ -307,6 +393,10 @@ at::Tensor paste_roi(const at::Tensor& crop, const RoiRecord& record,
   }
   copy_overlap(crop, full, record, true);
   return full;
+}
+
+at::Tensor box_view(const at::Tensor& data, const Index3& start, const Index3& size) {
+  return data.narrow(0, start[0], size[0]).narrow(1, start[1], size[1]).narrow(2, start[2], size[2]);
 }
 
 Geometry roi_geometry(const Geometry& full, const RoiRecord& record) {

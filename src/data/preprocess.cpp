@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -45,12 +46,11 @@ std::string geometry_difference(const Geometry& image, const Geometry& label, do
   return "";
 }
 
-// Label values as integers; fractional or negative values are errors.
-at::Tensor integral_label(const Volume& label) {
-  at::Tensor data = label.data;
+// Label values (of `label`, in any dim order) as integers; fractional or negative values are
+// errors.
+at::Tensor integral_label(at::Tensor data, const Volume& label) {
   if (c10::isFloatingType(data.scalar_type())) {
-    if (!at::isfinite(data).all().item<bool>())
-      throw file_error(label.source, "label has NaN/Inf values");
+    if (count_non_finite(data) > 0) throw file_error(label.source, "label has NaN/Inf values");
     if (!at::equal(data, at::round(data)))
       throw file_error(label.source, "label has fractional values (not a label map)");
     data = data.to(at::kLong);
@@ -62,7 +62,7 @@ at::Tensor integral_label(const Volume& label) {
     const auto min = data.min().item<int64_t>();
     if (min < 0) throw file_error(label.source, "label has negative value " + std::to_string(min));
   }
-  return data.contiguous();
+  return data;
 }
 
 // Distinct values; labels are piecewise constant, so remembering the last value keeps the
@@ -120,6 +120,87 @@ std::string targets_str(const std::vector<int>& targets) {
   return values_str(std::set<int64_t>(targets.begin(), targets.end()));
 }
 
+// The first and last index of a non-zero voxel along each axis.
+struct Bounds {
+  Index3 first, last;
+};
+
+// The bounding box of a uint8 mask in one pass over its voxels in memory order; nothing for
+// an empty mask.
+std::optional<Bounds> mask_bounds(const at::Tensor& mask) {
+  const auto m = memory_order(mask);
+  const int64_t n0 = m.data.size(0), n1 = m.data.size(1), n2 = m.data.size(2);
+  const uint8_t* p = m.data.data_ptr<uint8_t>();
+  Index3 first{n0, n1, n2}, last{-1, -1, -1};  // in memory-order dims
+  for (int64_t i0 = 0; i0 < n0; ++i0) {
+    for (int64_t i1 = 0; i1 < n1; ++i1) {
+      const uint8_t* row = p + (i0 * n1 + i1) * n2;
+      int64_t lo = 0;
+      while (lo < n2 && row[lo] == 0) ++lo;
+      if (lo == n2) continue;
+      int64_t hi = n2 - 1;
+      while (row[hi] == 0) --hi;
+      first = {std::min(first[0], i0), std::min(first[1], i1), std::min(first[2], lo)};
+      last = {std::max(last[0], i0), std::max(last[1], i1), std::max(last[2], hi)};
+    }
+  }
+  if (last[0] < 0) return std::nullopt;
+  Bounds b;
+  for (int i = 0; i < 3; ++i) {
+    b.first[m.dims[i]] = first[i];
+    b.last[m.dims[i]] = last[i];
+  }
+  return b;
+}
+
+// The bounding box after reorient_to_ras, from the one in the file's axis order.
+Bounds ras_bounds(const Bounds& b, const OrientationRecord& record) {
+  Bounds out;
+  for (int i = 0; i < 3; ++i) {
+    const int a = record.permutation[i];
+    const int64_t n = record.input_shape[a];
+    out.first[i] = record.flipped[i] ? n - 1 - b.last[a] : b.first[a];
+    out.last[i] = record.flipped[i] ? n - 1 - b.first[a] : b.last[a];
+  }
+  return out;
+}
+
+RoiRecord placement(const Bounds& bounds, const Index3& full_shape, const Index3& patch_size) {
+  RoiRecord r;
+  r.size = patch_size;
+  r.full_shape = full_shape;
+  for (int d = 0; d < 3; ++d) {
+    const double bb_min = static_cast<double>(bounds.first[d]);
+    const double bb_max = static_cast<double>(bounds.last[d]) + 1;  // exclusive
+    double center = (bb_min + bb_max) / 2;
+    // torchio: when the centre cannot be placed exactly, the patch is off by half a voxel
+    // towards the origin.
+    const bool center_on_index = std::fmod(center, 1.0) == 0.0;
+    const bool target_even = patch_size[d] % 2 == 0;
+    if (target_even != center_on_index) center -= 0.5;
+    r.start[d] = static_cast<int64_t>(std::llround(center - patch_size[d] / 2.0));
+  }
+  return r;
+}
+
+// The patch `crop` of a grid of shape `grid` whose voxels `region` supplies; the patch's
+// voxels outside the grid are 0 (torchio pads with 0 before normalising, the image as the
+// label). The patch is centred on the lesion, so it overlaps the grid.
+at::Tensor cut_patch(const RoiRecord& crop, const Index3& grid, const RegionReader& region) {
+  Index3 start, size, offset;
+  for (int d = 0; d < 3; ++d) {
+    start[d] = std::max<int64_t>(crop.start[d], 0);
+    size[d] = std::min(crop.start[d] + crop.size[d], grid[d]) - start[d];
+    offset[d] = start[d] - crop.start[d];
+  }
+  const at::Tensor inside = region(start, size);
+  at::Tensor patch = at::zeros({crop.size[0], crop.size[1], crop.size[2]}, inside.options());
+  box_view(patch, offset, size).copy_(inside);
+  return patch;
+}
+
+Index3 shape3(const at::Tensor& t) { return {t.size(0), t.size(1), t.size(2)}; }
+
 }  // namespace
 
 std::string settings_json(const PreprocessSettings& s) {
@@ -136,7 +217,9 @@ std::string settings_json(const PreprocessSettings& s) {
 at::Tensor binarise_label(const Volume& label, const std::vector<int>& targets) {
   if (label.data.dim() != 3)
     throw file_error(label.source, "label is not 3-D: shape " + shape_str(label.data.sizes()));
-  const auto data = integral_label(label);
+  // In memory order: these passes over every voxel then need no transposing copy.
+  const auto order = memory_order(label.data);
+  const auto data = integral_label(order.data, label);
   const bool bytes = data.scalar_type() == at::kByte;
   const auto values = bytes ? distinct_values<uint8_t>(data) : distinct_values<int64_t>(data);
   std::set<int64_t> wanted(targets.begin(), targets.end());
@@ -149,30 +232,14 @@ at::Tensor binarise_label(const Volume& label, const std::vector<int>& targets) 
   }
   for (auto t : wanted)
     if (t <= 0) throw file_error(label.source, "target label value " + std::to_string(t) + " must be > 0");
-  return bytes ? select_targets<uint8_t>(data, wanted) : select_targets<int64_t>(data, wanted);
+  const auto mask = bytes ? select_targets<uint8_t>(data, wanted) : select_targets<int64_t>(data, wanted);
+  return mask.permute(order.restore);
 }
 
 RoiRecord crop_or_pad_placement(const at::Tensor& mask, const Index3& patch_size) {
-  RoiRecord r;
-  r.size = patch_size;
-  for (int d = 0; d < 3; ++d) r.full_shape[d] = mask.size(d);
-  for (int d = 0; d < 3; ++d) {
-    std::vector<int64_t> others;
-    for (int o = 0; o < 3; ++o)
-      if (o != d) others.push_back(o);
-    const auto any = mask.ne(0).sum(others).gt(0).nonzero().flatten();
-    if (any.numel() == 0) throw Error("crop-or-pad: the mask is empty");
-    const double bb_min = static_cast<double>(any[0].item<int64_t>());
-    const double bb_max = static_cast<double>(any[-1].item<int64_t>()) + 1;  // exclusive
-    double center = (bb_min + bb_max) / 2;
-    // torchio: when the centre cannot be placed exactly, the patch is off by half a voxel
-    // towards the origin.
-    const bool center_on_index = std::fmod(center, 1.0) == 0.0;
-    const bool target_even = patch_size[d] % 2 == 0;
-    if (target_even != center_on_index) center -= 0.5;
-    r.start[d] = static_cast<int64_t>(std::llround(center - patch_size[d] / 2.0));
-  }
-  return r;
+  const auto bounds = mask_bounds(mask.ne(0).to(at::kByte));
+  if (!bounds) throw Error("crop-or-pad: the mask is empty");
+  return placement(*bounds, shape3(mask), patch_size);
 }
 
 at::Tensor zscore_positive(const at::Tensor& image, const std::string& source) {
@@ -197,54 +264,70 @@ PreparedCase preprocess_case(const Volume& image, const Volume& label, const Cas
     throw file_error(label.source, "label shape " + shape_str(label.data.sizes()) +
                                        " differs from image shape " + shape_str(image.data.sizes()) +
                                        " (" + image.source + ")");
-  // The reference silently copies the label's origin and direction onto the image; a
-  // misregistered label would then train on the wrong voxels, so it is an error by default.
+  // A misregistered label would train on the wrong voxels, so a mismatch is an error unless
+  // the run says to trust the image (see GeometryMismatch).
   Geometry label_geometry = label.geometry;
   const auto diff = geometry_difference(image.geometry, label.geometry, settings.geometry_tolerance);
   if (!diff.empty()) {
     if (settings.on_geometry_mismatch == GeometryMismatch::Error)
       throw file_error(label.source, "label geometry differs from the image (" + image.source +
                                          "): " + diff +
-                                         " (set on_geometry_mismatch: copy_image_geometry to trust the image)");
+                                         " (set data.copy_image_geometry: true to use the image's "
+                                         "geometry for both)");
     label_geometry = image.geometry;
   }
-  const auto finite = at::isfinite(image.data);
-  if (!finite.all().item<bool>())
-    throw file_error(image.source, std::to_string(finite.numel() - finite.sum().item<int64_t>()) +
-                                       " NaN/Inf intensities");
+  const int64_t non_finite = count_non_finite(image.data);
+  if (non_finite > 0) throw file_error(image.source, std::to_string(non_finite) + " NaN/Inf intensities");
 
   const auto mask = binarise_label(label, source.targets);
-  if (!mask.any().item<bool>())
+  const auto bounds = mask_bounds(mask);
+  if (!bounds)
     throw CaseSkipped(label.source + ": label is empty after selecting target value(s) " +
                       (source.targets.empty() ? std::string("{1}") : targets_str(source.targets)));
 
   PreparedCase out;
   auto& rec = out.record;
-  auto ras_image = reorient_to_ras(Volume{image.data.to(at::kFloat), image.geometry, image.source});
-  auto ras_label = reorient_to_ras(Volume{mask, label_geometry, label.source});
-  rec.orientation = ras_image.record;
-  rec.ras_geometry = ras_image.volume.geometry;
-  for (int d = 0; d < 3; ++d) rec.ras_shape[d] = ras_image.volume.data.size(d);
+  const Index3 shape = shape3(image.data);
+  rec.orientation = ras_orientation(shape, image.geometry, image.source);
+  rec.ras_shape = ras_shape(rec.orientation);
+  rec.ras_geometry = ras_geometry(rec.orientation);
+  // The label is reoriented as its own geometry says (equal to the image's within the
+  // tolerance, or a copy of it).
+  const auto label_orientation = ras_orientation(shape, label_geometry, label.source);
+  const RegionReader ras_image = [&](const Index3& start, const Index3& size) {
+    return ras_region(image.data, rec.orientation, start, size).to(at::kFloat);
+  };
 
-  Volume grid_image = std::move(ras_image.volume), grid_label = std::move(ras_label.volume);
-  if (settings.target_spacing) {
-    grid_image = resample(grid_image, *settings.target_spacing, Interp::Linear);
-    grid_label = resample(grid_label, *settings.target_spacing, Interp::Nearest);
+  at::Tensor image_patch;
+  if (!settings.target_spacing) {
+    rec.grid_geometry = rec.ras_geometry;
+    const Index3 label_shape = ras_shape(label_orientation);
+    rec.crop = placement(ras_bounds(*bounds, label_orientation), label_shape, settings.patch_size);
+    out.label = cut_patch(rec.crop, label_shape, [&](const Index3& start, const Index3& size) {
+      return ras_region(mask, label_orientation, start, size);
+    });
+    image_patch = cut_patch(rec.crop, rec.ras_shape, ras_image);
+  } else {
+    const Grid grid = resampled_grid(rec.ras_shape, rec.ras_geometry, *settings.target_spacing, image.source);
     rec.resampled = true;
+    rec.grid_geometry = grid.geometry;
+    // The patch is centred on the resampled lesion, so the label is resampled whole.
+    const auto ras_label = reorient_to_ras(Volume{mask, label_geometry, label.source});
+    const auto grid_label = resample(ras_label.volume, *settings.target_spacing, Interp::Nearest).data;
+    const auto grid_bounds = mask_bounds(grid_label);
+    if (!grid_bounds)
+      throw CaseSkipped(label.source + ": lesion vanished when resampling to the target spacing");
+    rec.crop = placement(*grid_bounds, shape3(grid_label), settings.patch_size);
+    out.label = cut_patch(rec.crop, rec.crop.full_shape, [&](const Index3& start, const Index3& size) {
+      return box_view(grid_label, start, size);
+    });
+    image_patch = cut_patch(rec.crop, grid.shape, [&](const Index3& start, const Index3& size) {
+      return resample_box({rec.ras_shape, rec.ras_geometry}, ras_image, grid, Interp::Linear, start, size,
+                          image.source);
+    });
   }
-  rec.grid_geometry = grid_image.geometry;
-
-  at::Tensor grid = grid_image.data;
-  if (source.modality == Modality::CT) grid = grid.clamp(-1000, 1000);
-
-  if (!grid_label.data.any().item<bool>())
-    throw CaseSkipped(label.source + ": lesion vanished when resampling to the target spacing");
-  rec.crop = crop_or_pad_placement(grid_label.data, settings.patch_size);
-  Index3 center;
-  for (int d = 0; d < 3; ++d) center[d] = rec.crop.start[d] + settings.patch_size[d] / 2;
-  out.label = extract_roi(grid_label.data, center, settings.patch_size, 0.0).crop.to(at::kByte);
-  // torchio pads with 0 before normalising, for the image as for the label.
-  const auto image_patch = extract_roi(grid, center, settings.patch_size, 0.0).crop;
+  // After padding is the same as before it: the clamp keeps the padding's zeros.
+  if (source.modality == Modality::CT) image_patch = image_patch.clamp(-1000, 1000);
   rec.patch_geometry = roi_geometry(rec.grid_geometry, rec.crop);
 
   out.label_voxels = out.label.sum().item<int64_t>();

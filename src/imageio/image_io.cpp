@@ -36,7 +36,7 @@ struct Source {
   std::string path;
   std::vector<std::string> dicom_files;  // empty for a single file
   itk::ImageIOBase::Pointer io;          // header already read
-  std::shared_ptr<class NiftiAlias> alias;
+  std::shared_ptr<class DecompressedNifti> decompressed;  // for a .nii.gz
   const std::string& itk_path() const;
 };
 
@@ -44,30 +44,62 @@ bool ends_with(const std::string& s, const std::string& tail) {
   return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
 }
 
-// A symlink to `path` alone in a private folder, removed with this object. ITK's NIfTI
-// library, asked for x.nii.gz, opens x.nii instead when that file also exists; reading
-// through the alias makes it open the file it was given.
-class NiftiAlias {
+// A .nii.gz decompressed once into a private folder (removed with this object), for ITK to
+// read. Decompressing checks the gzip stream (length, CRC), which ITK's NIfTI reader does
+// not: given a short or damaged .nii.gz it returns garbage voxels. Checking the stream and
+// then letting ITK decompress it again cost a second pass over the whole file (about 0.4 s
+// for a 512×512×100 CT here, writing and reading the copy far less). And ITK's NIfTI
+// library, asked for x.nii.gz, opens x.nii instead when that file also exists; in the
+// private folder there is none.
+class DecompressedNifti {
  public:
-  explicit NiftiAlias(const std::string& path) {
+  explicit DecompressedNifti(const std::string& path) {
     static std::atomic<int> counter{0};
-    folder_ = std::filesystem::temp_directory_path() /
+    folder_ = fs::temp_directory_path() /
               ("msam-read-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-    std::filesystem::create_directory(folder_);
-    link_ = (folder_ / std::filesystem::path(path).filename()).string();
-    std::filesystem::create_symlink(std::filesystem::absolute(path), link_);
+    fs::create_directory(folder_);
+    const fs::path name = fs::path(path).filename();
+    copy_ = (folder_ / name.stem()).string();  // x.nii.gz -> x.nii
+    try {
+      decompress(path);
+    } catch (...) {
+      std::error_code ec;
+      fs::remove_all(folder_, ec);
+      throw;
+    }
   }
-  ~NiftiAlias() {
+  ~DecompressedNifti() {
     std::error_code ec;
-    std::filesystem::remove_all(folder_, ec);
+    fs::remove_all(folder_, ec);
   }
-  NiftiAlias(const NiftiAlias&) = delete;
-  NiftiAlias& operator=(const NiftiAlias&) = delete;
-  const std::string& path() const { return link_; }
+  DecompressedNifti(const DecompressedNifti&) = delete;
+  DecompressedNifti& operator=(const DecompressedNifti&) = delete;
+  const std::string& path() const { return copy_; }
+  uint64_t bytes() const { return bytes_; }
 
  private:
-  std::filesystem::path folder_;
-  std::string link_;
+  void decompress(const std::string& path) {
+    std::unique_ptr<gzFile_s, int (*)(gzFile)> in(gzopen(path.c_str(), "rb"), gzclose);
+    if (!in) throw file_error(path, "cannot open");
+    std::ofstream out(copy_, std::ios::binary);
+    std::vector<char> buffer(1 << 20);
+    int n = 0;
+    while ((n = gzread(in.get(), buffer.data(), static_cast<unsigned>(buffer.size()))) > 0) {
+      out.write(buffer.data(), n);
+      bytes_ += static_cast<uint64_t>(n);
+    }
+    int err = Z_OK;
+    const std::string message = gzerror(in.get(), &err);
+    if (n < 0 || (err != Z_OK && err != Z_STREAM_END)) {
+      throw file_error(path, "truncated or corrupt gzip data (" + message + ")");
+    }
+    out.close();
+    if (!out) throw file_error(path, "cannot decompress into " + copy_ + " (disk full?)");
+  }
+
+  fs::path folder_;
+  std::string copy_;
+  uint64_t bytes_ = 0;
 };
 
 // MetaIO reads a short .mha/.mhd data block without complaint, so its size is checked
@@ -112,33 +144,7 @@ void check_metaimage_payload(const std::string& path, uint64_t raw_bytes) {
   }
 }
 
-const std::string& Source::itk_path() const { return alias ? alias->path() : path; }
-
-bool needs_nifti_alias(const std::string& path) {
-  if (!ends_with(path, ".nii.gz")) return false;
-  std::error_code ec;
-  return std::filesystem::exists(path.substr(0, path.size() - 3), ec);
-}
-
-// Bytes of a NIfTI file once decompressed; a damaged gzip stream is an error. ITK's NIfTI
-// reader does not notice a short or damaged .nii.gz and returns garbage voxels, so the
-// payload is checked before reading.
-uint64_t nifti_payload_bytes(const std::string& path) {
-  if (!ends_with(path, ".gz")) return std::filesystem::file_size(path);
-  gzFile f = gzopen(path.c_str(), "rb");
-  if (!f) throw file_error(path, "cannot open");
-  std::vector<char> buffer(1 << 20);
-  uint64_t total = 0;
-  int n = 0;
-  while ((n = gzread(f, buffer.data(), static_cast<unsigned>(buffer.size()))) > 0) total += n;
-  int err = Z_OK;
-  const std::string message = gzerror(f, &err);
-  gzclose(f);
-  if (n < 0 || (err != Z_OK && err != Z_STREAM_END)) {
-    throw file_error(path, "truncated or corrupt gzip data (" + message + ")");
-  }
-  return total;
-}
+const std::string& Source::itk_path() const { return decompressed ? decompressed->path() : path; }
 
 std::string itk_message(const itk::ExceptionObject& e) {
   std::string d = e.GetDescription();
@@ -180,18 +186,19 @@ Source open_source(const std::string& path) {
       src = dicom_series(path);
     } else {
       src.path = path;
-      if (needs_nifti_alias(path)) src.alias = std::make_shared<NiftiAlias>(path);
       src.io = itk::ImageIOFactory::CreateImageIO(path.c_str(), itk::IOFileModeEnum::ReadMode);
       if (!src.io) {
         throw file_error(path, "not a readable image (unknown format or corrupt header); "
                                "supported: NIfTI, NRRD, MetaImage, DICOM series folder");
       }
+      const bool nifti = dynamic_cast<itk::NiftiImageIO*>(src.io.GetPointer()) != nullptr;
+      if (nifti && ends_with(path, ".gz")) src.decompressed = std::make_shared<DecompressedNifti>(path);
       src.io->SetFileName(src.itk_path());
       src.io->ReadImageInformation();
-      if (dynamic_cast<itk::NiftiImageIO*>(src.io.GetPointer())) {
+      if (nifti) {
         // NIfTI-1 and -2 headers take at least 348 bytes before the voxels.
         const uint64_t needed = 348 + src.io->GetImageSizeInBytes();
-        const uint64_t have = nifti_payload_bytes(path);
+        const uint64_t have = src.decompressed ? src.decompressed->bytes() : fs::file_size(path);
         if (have < needed) {
           throw file_error(path, "truncated NIfTI file: " + std::to_string(have) +
                                      " bytes, the header needs at least " +
@@ -251,22 +258,73 @@ typename Image3<T>::Pointer read_pixels(const Source& src) {
   }
 }
 
-// Copies an ITK buffer (x fastest, i.e. a C-order (Z, Y, X) array) into an (X, Y, Z) tensor.
+// Views an ITK buffer (x fastest, i.e. a C-order (Z, Y, X) array) as an (X, Y, Z) tensor;
+// the tensor keeps the image alive. A contiguous (X, Y, Z) copy is a full transpose, in
+// which every output row gathers one voxel from each slice: for a 512×512×100 CT it cost
+// more than decompressing the file, while the preprocessing only needs a patch of it.
 template <class T>
-data::Volume to_volume(Image3<T>* image, at::ScalarType dtype, const std::string& path) {
+data::Volume to_volume(typename Image3<T>::Pointer image, at::ScalarType dtype, const std::string& path) {
   const auto size = image->GetLargestPossibleRegion().GetSize();
   const std::vector<int64_t> zyx{static_cast<int64_t>(size[2]), static_cast<int64_t>(size[1]),
                                  static_cast<int64_t>(size[0])};
   data::Volume v;
-  v.data = at::from_blob(image->GetBufferPointer(), zyx, at::TensorOptions().dtype(dtype))
-               .permute({2, 1, 0})
-               .clone(at::MemoryFormat::Contiguous);
   for (int i = 0; i < 3; ++i) {
     v.geometry.spacing[i] = image->GetSpacing()[i];
     v.geometry.origin[i] = image->GetOrigin()[i];
     for (int j = 0; j < 3; ++j) v.geometry.direction[i * 3 + j] = image->GetDirection()(i, j);
   }
+  void* buffer = image->GetBufferPointer();
+  v.data = at::from_blob(buffer, zyx, [image](void*) {}, at::TensorOptions().dtype(dtype))
+               .permute({2, 1, 0});
   v.source = path;
+  return v;
+}
+
+template <class T>
+data::Volume read_volume(const Source& src, at::ScalarType dtype) {
+  return to_volume<T>(read_pixels<T>(src), dtype, src.path);
+}
+
+bool in_byte_range(const at::Tensor& data) {
+  const auto [min, max] = at::aminmax(data::memory_order(data).data);
+  return min.item<int64_t>() >= 0 && max.item<int64_t>() <= 255;
+}
+
+// Integer label values, read in the file's own type where a tensor dtype holds it (no
+// conversion through int64), as uint8 when every value lies in [0, 255] and int64 otherwise.
+data::Volume read_integer_label(const Source& src) {
+  using C = itk::IOComponentEnum;
+  data::Volume v;
+  switch (src.io->GetComponentType()) {
+    case C::UCHAR: return read_volume<uint8_t>(src, at::kByte);
+    case C::CHAR: v = read_volume<int8_t>(src, at::kChar); break;
+    case C::SHORT: v = read_volume<int16_t>(src, at::kShort); break;
+    case C::INT: v = read_volume<int32_t>(src, at::kInt); break;
+    default: v = read_volume<long long>(src, at::kLong); break;  // unsigned wider than 8 bits, 64-bit
+  }
+  v.data = v.data.to(v.data.numel() > 0 && in_byte_range(v.data) ? at::kByte : at::kLong);
+  return v;
+}
+
+// A float-typed label map: every value must be integral. Read as float or double, whichever
+// the file holds, so the check is exact.
+template <class T>
+data::Volume read_float_label(const Source& src, at::ScalarType dtype) {
+  data::Volume v = read_volume<T>(src, dtype);
+  // Reductions run over the buffer in memory order (see data::memory_order).
+  const auto values = data::memory_order(v.data).data;
+  const auto fractional = values.isfinite().logical_not() | (values != values.round());
+  const int64_t bad = fractional.sum().item<int64_t>();
+  if (bad > 0) {
+    throw file_error(src.path, "label map has " + std::to_string(bad) +
+                                   " non-integer voxels (fractional, NaN or Inf), e.g. " +
+                                   std::to_string(values.masked_select(fractional)[0].item<double>()));
+  }
+  if (values.numel() > 0 && values.abs().max().item<double>() > 9.0e18) {
+    throw file_error(src.path, "label values exceed the int64 range");
+  }
+  v.data = v.data.to(at::kLong);
+  if (v.data.numel() > 0 && in_byte_range(v.data)) v.data = v.data.to(at::kByte);
   return v;
 }
 
@@ -327,42 +385,21 @@ void write_typed(const at::Tensor& xyz, const data::Geometry& g, const std::stri
 
 data::Volume read_image(const std::string& path) {
   const Source src = open_source(path);
-  auto image = read_pixels<float>(src);
-  data::Volume v = to_volume<float>(image.GetPointer(), at::kFloat, path);
-  const int64_t bad = v.data.isfinite().logical_not().sum().item<int64_t>();
-  if (bad > 0) {
-    // Non-finite intensities would silently poison normalisation and training.
-    throw file_error(path, std::to_string(bad) + " voxels are NaN or Inf");
-  }
+  data::Volume v = read_volume<float>(src, at::kFloat);
+  // Non-finite intensities would silently poison normalisation and training.
+  const int64_t bad = data::count_non_finite(v.data);
+  if (bad > 0) throw file_error(path, std::to_string(bad) + " voxels are NaN or Inf");
   return v;
 }
 
 data::Volume read_label(const std::string& path) {
   const Source src = open_source(path);
-  data::Volume v;
   if (!src.dicom_files.empty() || !is_integer_component(src.io->GetComponentType())) {
-    auto image = read_pixels<double>(src);
-    v = to_volume<double>(image.GetPointer(), at::kDouble, path);
-    const auto fractional = v.data.isfinite().logical_not() | (v.data != v.data.round());
-    const int64_t bad = fractional.sum().item<int64_t>();
-    if (bad > 0) {
-      throw file_error(path, "label map has " + std::to_string(bad) +
-                                 " non-integer voxels (fractional, NaN or Inf), e.g. " +
-                                 std::to_string(v.data.masked_select(fractional)[0].item<double>()));
-    }
-    if (v.data.numel() > 0 && v.data.abs().max().item<double>() > 9.0e18) {
-      throw file_error(path, "label values exceed the int64 range");
-    }
-    v.data = v.data.to(at::kLong);
-  } else {
-    auto image = read_pixels<long long>(src);
-    v = to_volume<long long>(image.GetPointer(), at::kLong, path);
+    return src.dicom_files.empty() && src.io->GetComponentType() == itk::IOComponentEnum::FLOAT
+               ? read_float_label<float>(src, at::kFloat)
+               : read_float_label<double>(src, at::kDouble);
   }
-  if (v.data.numel() > 0 && v.data.min().item<int64_t>() >= 0 &&
-      v.data.max().item<int64_t>() <= 255) {
-    v.data = v.data.to(at::kByte);
-  }
-  return v;
+  return read_integer_label(src);
 }
 
 void write_volume(const std::string& path, const data::Volume& volume) {

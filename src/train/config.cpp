@@ -493,6 +493,7 @@ void visit(V& v, Config& c) {
     });
     s("spacing", d.spacing);
     s("min_label_voxels", d.min_label_voxels);
+    s("copy_image_geometry", d.copy_image_geometry);
     s("roi", d.roi);
     s("random_flip", d.random_flip);
     s("workers", d.workers);

@@ -53,6 +53,17 @@ torch::Device device_of(const Config& config) {
   return torch::Device(torch::kCPU);
 }
 
+data::PreprocessSettings preprocess_settings(const Config& config) {
+  data::PreprocessSettings settings;
+  if (config.data.spacing) settings.target_spacing = *config.data.spacing;
+  settings.patch_size = {config.data.roi, config.data.roi, config.data.roi};
+  settings.min_label_voxels = config.data.min_label_voxels;
+  settings.on_geometry_mismatch = config.data.copy_image_geometry
+                                      ? data::GeometryMismatch::CopyImageGeometry
+                                      : data::GeometryMismatch::Error;
+  return settings;
+}
+
 RunData prepare_run_data(const Config& config, const data::CaseReader& reader,
                          const std::function<void(const std::string&)>& log) {
   std::vector<data::DatasetSpec> specs;
@@ -70,10 +81,7 @@ RunData prepare_run_data(const Config& config, const data::CaseReader& reader,
   RunData out;
   out.cache_dir = config.data.cache_dir.empty() ? (fs::path(config.output) / "cache").string()
                                                 : config.data.cache_dir;
-  data::PreprocessSettings settings;
-  if (config.data.spacing) settings.target_spacing = *config.data.spacing;
-  settings.patch_size = {config.data.roi, config.data.roi, config.data.roi};
-  settings.min_label_voxels = config.data.min_label_voxels;
+  const auto settings = preprocess_settings(config);
   if (reader) {
     auto report = data::prepare_cache(cases, settings, out.cache_dir, reader,
                                       [&](const data::CaseOutcome& c) {

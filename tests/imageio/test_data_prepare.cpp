@@ -11,6 +11,7 @@
 #include "msam/data/dataset.h"
 #include "msam/data/synth.h"
 #include "msam/imageio/image_io.h"
+#include "msam/train/trainer.h"
 
 namespace fs = std::filesystem;
 using namespace msam::data;
@@ -84,6 +85,43 @@ TEST(SynthDataset, WritesNnunetLayoutThatPreparesAndPastesBack) {
   const auto dilated = at::max_pool3d(original.unsqueeze(0), 3, 1, 1).squeeze(0);
   EXPECT_EQ((back.gt(0) & dilated.eq(0)).sum().item<int64_t>(), 0);
   EXPECT_GT((back.gt(0) & original.gt(0)).sum().item<float>(), 0.8 * original.sum().item<float>());
+}
+
+TEST(PrepareConfig, GeometryMismatchFailsUnlessTheRunCopiesTheImageGeometry) {
+  // Image and label on the same voxel grid, but the label's origin is 2 mm off.
+  const auto dir = msam::test::temp_dir("mismatch");
+  Geometry g;
+  g.spacing = {1.0, 1.0, 2.0};
+  g.origin = {5, -7, 40};
+  auto image = at::rand({40, 36, 20}) * 100 + 1;
+  auto label = at::zeros({40, 36, 20}, at::kByte);
+  label.slice(0, 10, 24).slice(1, 8, 22).slice(2, 4, 12).fill_(1);
+  Geometry moved = g;
+  moved.origin[0] += 2.0;
+  msam::imageio::write_volume(dir + "/scan.nii.gz", Volume{image, g, ""});
+  msam::imageio::write_volume(dir + "/scan_label.nii.gz", Volume{label, moved, ""});
+  const auto cases = discover_cases(
+      DatasetSpec{"pair", "", {{dir + "/scan.nii.gz", dir + "/scan_label.nii.gz"}}, {}, Modality::MR});
+
+  msam::train::Config config;  // data.copy_image_geometry: false
+  const auto refused =
+      prepare_cache(cases, msam::train::preprocess_settings(config), dir + "/cache", itk_reader());
+  ASSERT_EQ(refused.cases[0].status, CaseOutcome::Status::Failed);
+  const auto& message = refused.cases[0].message;
+  EXPECT_NE(message.find("scan_label.nii.gz"), std::string::npos) << message;
+  EXPECT_NE(message.find("origin"), std::string::npos) << message;
+  EXPECT_NE(message.find("data.copy_image_geometry"), std::string::npos) << message;
+
+  config.data.copy_image_geometry = true;
+  const auto copied =
+      prepare_cache(cases, msam::train::preprocess_settings(config), dir + "/cache", itk_reader());
+  ASSERT_EQ(copied.cases[0].status, CaseOutcome::Status::Prepared) << copied.cases[0].message;
+  const auto entry = read_cache_entry(copied.cases[0].entry);
+  EXPECT_EQ(entry.info.label_voxels, 14 * 14 * 8);
+  // The case lies where the image says.
+  const auto back = restore_to_original(entry.label, entry.info.record);
+  EXPECT_TRUE(at::equal(back.data, label));
+  for (int d = 0; d < 3; ++d) EXPECT_NEAR(back.geometry.origin[d], g.origin[d], 1e-6);
 }
 
 TEST(PrepareRealData, SmallLesionSkippedTargetSelectedAndFiveDimensionalRead) {

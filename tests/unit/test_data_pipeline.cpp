@@ -2,8 +2,11 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
+#include <optional>
 
 #include "fixtures.h"
 #include "msam/common/error.h"
@@ -54,6 +57,62 @@ PreprocessSettings small_settings() {
   s.patch_size = {16, 16, 16};
   s.min_label_voxels = 10;
   return s;
+}
+
+// torchio CropOrPad's placement as the pipeline first wrote it, with whole-volume reductions.
+RoiRecord reduction_placement(const at::Tensor& mask, const Index3& patch_size) {
+  RoiRecord r;
+  r.size = patch_size;
+  for (int d = 0; d < 3; ++d) r.full_shape[d] = mask.size(d);
+  for (int d = 0; d < 3; ++d) {
+    std::vector<int64_t> others;
+    for (int o = 0; o < 3; ++o)
+      if (o != d) others.push_back(o);
+    const auto any = mask.ne(0).sum(others).gt(0).nonzero().flatten();
+    const double bb_min = static_cast<double>(any[0].item<int64_t>());
+    const double bb_max = static_cast<double>(any[-1].item<int64_t>()) + 1;
+    double center = (bb_min + bb_max) / 2;
+    if ((patch_size[d] % 2 == 0) != (std::fmod(center, 1.0) == 0.0)) center -= 0.5;
+    r.start[d] = static_cast<int64_t>(std::llround(center - patch_size[d] / 2.0));
+  }
+  return r;
+}
+
+// The preprocessing done the straightforward way, every step on the whole volume: reorient,
+// resample, clamp, crop-or-pad, z-score (no checks: the inputs are valid).
+PreparedCase whole_volume_preprocess(const Volume& image, const Volume& label, const CaseSource& source,
+                                     const PreprocessSettings& settings) {
+  const auto mask = binarise_label(label, source.targets);
+  const auto ras_image = reorient_to_ras(Volume{image.data.to(at::kFloat), image.geometry, image.source});
+  const auto ras_label = reorient_to_ras(Volume{mask, label.geometry, label.source});
+  PreparedCase out;
+  auto& rec = out.record;
+  rec.orientation = ras_image.record;
+  rec.ras_geometry = ras_image.volume.geometry;
+  for (int d = 0; d < 3; ++d) rec.ras_shape[d] = ras_image.volume.data.size(d);
+  Volume grid_image = ras_image.volume, grid_label = ras_label.volume;
+  if (settings.target_spacing) {
+    grid_image = resample(grid_image, *settings.target_spacing, Interp::Linear);
+    grid_label = resample(grid_label, *settings.target_spacing, Interp::Nearest);
+    rec.resampled = true;
+  }
+  rec.grid_geometry = grid_image.geometry;
+  at::Tensor grid = grid_image.data;
+  if (source.modality == Modality::CT) grid = grid.clamp(-1000, 1000);
+  rec.crop = reduction_placement(grid_label.data, settings.patch_size);
+  Index3 center;
+  for (int d = 0; d < 3; ++d) center[d] = rec.crop.start[d] + settings.patch_size[d] / 2;
+  out.label = extract_roi(grid_label.data, center, settings.patch_size, 0.0).crop;
+  out.image = zscore_positive(extract_roi(grid, center, settings.patch_size, 0.0).crop, image.source);
+  rec.patch_geometry = roi_geometry(rec.grid_geometry, rec.crop);
+  out.label_voxels = out.label.sum().item<int64_t>();
+  return out;
+}
+
+void expect_same_geometry(const Geometry& a, const Geometry& b) {
+  EXPECT_EQ(a.spacing, b.spacing);
+  EXPECT_EQ(a.origin, b.origin);
+  EXPECT_EQ(a.direction, b.direction);
 }
 
 }  // namespace
@@ -180,6 +239,77 @@ TEST(Preprocess, CropOrPadPlacementFollowsTorchio) {
   EXPECT_EQ(odd.start, (Index3{12, 13, 61}));
 }
 
+TEST(Preprocess, PatchFirstEqualsTheWholeVolumePipelineBitForBit) {
+  // A CT stored with permuted, flipped axes (and an oblique one), read as ITK's x-fastest
+  // buffer is, with a multi-label lesion touching the grid's border: the patch is partly
+  // padding, and partly cut off.
+  const std::array<double, 9> permuted{0, 0, -1, 1, 0, 0, 0, -1, 0};
+  const double c = std::cos(0.3), s = std::sin(0.3);
+  const std::array<double, 9> oblique{c, -s, 0, s, c, 0, 0, 0, 1};
+  for (const auto& direction : {permuted, oblique}) {
+    Geometry g;
+    g.direction = direction;
+    g.spacing = {0.8, 1.2, 2.5};
+    g.origin = {-40, 12, 300};
+    const int64_t nx = 70, ny = 60, nz = 30;
+    const auto zyx = (at::randn({nz, ny, nx}) * 900).round();
+    auto labels = at::zeros({nz, ny, nx}, at::kShort);
+    labels.slice(2, 0, 6).slice(1, 50, 60).slice(0, 2, 9).fill_(2);
+    labels.slice(2, 3, 9).slice(1, 47, 52).slice(0, 5, 12).fill_(3);
+    labels.slice(2, 20, 30).slice(1, 10, 20).slice(0, 10, 20).fill_(1);  // not a target
+    const Volume image{zyx.permute({2, 1, 0}), g, "ct.nii.gz"};
+    const Volume label{labels.permute({2, 1, 0}), g, "ct_label.nii.gz"};
+    ASSERT_FALSE(image.data.is_contiguous());
+    for (const auto modality : {Modality::CT, Modality::MR}) {
+      const CaseSource src{"d/c", "ct.nii.gz", "ct_label.nii.gz", {2, 3}, modality};
+      for (const auto& spacing : {std::optional<Point3>{}, std::optional<Point3>{Point3{1.0, 1.0, 1.0}},
+                                  std::optional<Point3>{Point3{1.7, 0.9, 3.1}}}) {
+        PreprocessSettings settings;
+        settings.patch_size = {32, 24, 16};
+        settings.min_label_voxels = 0;
+        settings.target_spacing = spacing;
+        const auto expected = whole_volume_preprocess(image, label, src, settings);
+        for (const Volume& input : {image, Volume{image.data.contiguous(), g, image.source}}) {
+          const auto p = preprocess_case(input, label, src, settings);
+          EXPECT_TRUE(at::equal(p.image, expected.image));
+          EXPECT_EQ(p.image.scalar_type(), at::kFloat);
+          EXPECT_TRUE(at::equal(p.label, expected.label));
+          EXPECT_EQ(p.label.scalar_type(), at::kByte);
+          EXPECT_EQ(p.label_voxels, expected.label_voxels);
+          const auto &r = p.record, &e = expected.record;
+          EXPECT_EQ(r.crop.start, e.crop.start);
+          EXPECT_EQ(r.crop.size, e.crop.size);
+          EXPECT_EQ(r.crop.full_shape, e.crop.full_shape);
+          EXPECT_EQ(r.ras_shape, e.ras_shape);
+          EXPECT_EQ(r.resampled, e.resampled);
+          EXPECT_EQ(r.orientation.permutation, e.orientation.permutation);
+          EXPECT_EQ(r.orientation.flipped, e.orientation.flipped);
+          expect_same_geometry(r.ras_geometry, e.ras_geometry);
+          expect_same_geometry(r.grid_geometry, e.grid_geometry);
+          expect_same_geometry(r.patch_geometry, e.patch_geometry);
+        }
+        // The lesion touches the border, so part of the patch is padding (label and image).
+        bool padded = false;
+        const auto& crop = expected.record.crop;
+        for (int d = 0; d < 3; ++d)
+          padded = padded || crop.start[d] < 0 || crop.start[d] + crop.size[d] > crop.full_shape[d];
+        EXPECT_TRUE(padded);
+      }
+    }
+  }
+}
+
+TEST(Preprocess, CountsNonFiniteValues) {
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_EQ(count_non_finite(at::tensor({1.0f, -3.0f, 1e30f})), 0);
+  EXPECT_EQ(count_non_finite(at::tensor({1.0f, nan, 2.0f})), 1);
+  EXPECT_EQ(count_non_finite(at::tensor({inf, 0.0f, -inf})), 2);
+  EXPECT_EQ(count_non_finite(at::tensor({-inf, 5.0f})), 1);
+  EXPECT_EQ(count_non_finite(at::tensor({1.0, std::nan("")}, at::kDouble)), 1);
+  EXPECT_EQ(count_non_finite(at::tensor({nan, 1.0f}).to(at::kHalf)), 1);
+  EXPECT_EQ(count_non_finite(at::tensor({1, 2}, at::kLong)), 0);
+}
+
 TEST(Preprocess, ZScoreOverPositiveVoxels) {
   auto x = at::tensor({-5.0f, 0.0f, 1.0f, 2.0f, 3.0f});
   const auto z = zscore_positive(x, "img");
@@ -199,6 +329,12 @@ TEST(Preprocess, LabelValuesAndTargets) {
   EXPECT_NE(error_of([&] { binarise_label(fractional, {}); }).find("fractional"), std::string::npos);
   Volume negative{at::tensor({0, -1}, at::kLong).view({2, 1, 1}), {}, "neg.nii"};
   EXPECT_NE(error_of([&] { binarise_label(negative, {1}); }).find("negative"), std::string::npos);
+  // An x-fastest view (as read from a file) keeps its layout: no transposing copy.
+  const auto zyx = at::randint(0, 4, {5, 6, 7}, at::kByte);
+  const Volume view{zyx.permute({2, 1, 0}), {}, "view.nii"};
+  const auto mask = binarise_label(view, {1, 3});
+  EXPECT_TRUE(at::equal(mask, ((view.data == 1) | (view.data == 3)).to(at::kByte)));
+  EXPECT_EQ(mask.strides(), view.data.strides());
 }
 
 TEST(Preprocess, CropCentredPasteBackInverse) {
@@ -275,6 +411,7 @@ TEST(Preprocess, ErrorsAndSkips) {
   moved.geometry.origin[2] += 0.5;
   msg = error_of([&] { preprocess_case(image, moved, src, s); });
   EXPECT_NE(msg.find("origin"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("data.copy_image_geometry"), std::string::npos) << msg;
   s.on_geometry_mismatch = GeometryMismatch::CopyImageGeometry;
   const auto p = preprocess_case(image, moved, src, s);
   EXPECT_EQ(p.record.grid_geometry.origin, image.geometry.origin);

@@ -140,6 +140,60 @@ TEST(Reorient, RejectsBadInput) {
   EXPECT_THROW(undo_reorient(torch::zeros({2, 3, 4}), r.record), Error);
 }
 
+TEST(Reorient, RegionIsTheBoxOfTheWholeReorientation) {
+  // Permuted and flipped, oblique, and given as an x-fastest view (as ITK's buffer is read).
+  const std::array<double, 9> permuted{0, 0, -1, 1, 0, 0, 0, -1, 0};
+  for (const auto& direction : {permuted, rotation_z(30.0), kRas}) {
+    const Volume in = make_volume({7, 6, 5}, geometry(direction));
+    const Volume strided{in.data.permute({2, 1, 0}).contiguous().permute({2, 1, 0}), in.geometry, ""};
+    const auto whole = reorient_to_ras(in);
+    const Index3 shape = ras_shape(whole.record);
+    EXPECT_EQ(whole.volume.data.sizes(), (at::IntArrayRef{shape[0], shape[1], shape[2]}));
+    EXPECT_EQ(ras_geometry(whole.record).origin, whole.volume.geometry.origin);
+    const Index3 start{1, 0, 2}, size{shape[0] - 2, 3, shape[2] - 2};
+    const auto expected = box_view(whole.volume.data, start, size);
+    EXPECT_TRUE(torch::equal(ras_region(in.data, whole.record, start, size), expected));
+    EXPECT_TRUE(torch::equal(ras_region(strided.data, whole.record, start, size), expected));
+    EXPECT_THROW(ras_region(in.data, whole.record, {0, 0, 0}, {shape[0] + 1, 1, 1}), Error);
+    EXPECT_THROW(ras_region(in.data, whole.record, {-1, 0, 0}, {1, 1, 1}), Error);
+    EXPECT_THROW(ras_region(torch::zeros({7, 6, 4}), whole.record, {0, 0, 0}, {1, 1, 1}), Error);
+  }
+}
+
+TEST(Resample, BoxEqualsTheWholeResamplingCutAndReadsOnlyWhatItNeeds) {
+  const Volume in = make_volume({30, 20, 12}, geometry(rotation_z(30.0), {0.7, 0.9, 2.5}));
+  const Grid input{{30, 20, 12}, in.geometry};
+  const auto read = [&](Index3* asked) {
+    return [&in, asked](const Index3& start, const Index3& size) {
+      *asked = size;
+      return box_view(in.data, start, size);
+    };
+  };
+  const Index3 start{3, 7, 2}, size{9, 5, 12};
+  for (const Interp interp : {Interp::Linear, Interp::Nearest}) {
+    // Onto a coarser and a finer grid, and onto a shifted one whose last slices lie outside.
+    Geometry shifted = in.geometry;
+    shifted.origin[2] += 10.0;
+    const Grid coarse = resampled_grid(input.shape, in.geometry, {1.3, 1.1, 2.0});
+    for (const Grid& target : {coarse, resampled_grid(input.shape, in.geometry, {0.5, 0.5, 1.0}),
+                               Grid{{20, 16, 16}, shifted}}) {
+      const Volume whole = resample_onto(in, target.shape, target.geometry, interp);
+      Index3 asked{};
+      const auto box = resample_box(input, read(&asked), target, interp, start, size);
+      EXPECT_TRUE(torch::equal(box, box_view(whole.data, start, size)));
+      EXPECT_LT(asked[0] * asked[1], 30 * 20);
+    }
+    Index3 unused{};
+    EXPECT_THROW(resample_box(input, read(&unused), coarse, interp, {0, 0, 0}, {coarse.shape[0] + 1, 1, 1}),
+                 Error);
+  }
+  const Grid grid = resampled_grid(input.shape, in.geometry, {1.3, 1.1, 2.0});
+  const Volume via_resample = resample(in, {1.3, 1.1, 2.0}, Interp::Linear);
+  EXPECT_EQ(via_resample.data.sizes(), (at::IntArrayRef{grid.shape[0], grid.shape[1], grid.shape[2]}));
+  EXPECT_EQ(via_resample.geometry.origin, grid.geometry.origin);
+  EXPECT_THROW(resampled_grid(input.shape, in.geometry, {1, -1, 1}), Error);
+}
+
 TEST(Resample, KeepsPhysicalExtentAndCorner) {
   const Volume in = make_volume({10, 7, 5}, geometry(rotation_z(30.0), {1.0, 1.5, 2.5}));
   const Point3 target{2.0, 1.0, 1.5};

@@ -8,6 +8,7 @@
 #include "fixtures.h"
 #include "msam/common/error.h"
 #include "msam/train/config.h"
+#include "msam/train/trainer.h"
 
 using namespace msam;
 using namespace msam::train;
@@ -47,6 +48,7 @@ TEST(TrainConfig, DefaultsReproduceTheReference) {
   EXPECT_EQ(c.data.datasets[0].target_labels, std::vector<int64_t>{2});
   EXPECT_EQ(c.data.datasets[0].modality, Modality::kCT);
   EXPECT_EQ(c.data.min_label_voxels, 1000);
+  EXPECT_FALSE(c.data.copy_image_geometry);
   EXPECT_EQ(c.data.roi, 128);
   EXPECT_EQ(c.data.split.ratios, (std::array<double, 3>{0.6, 0.2, 0.2}));
   EXPECT_FALSE(c.data.spacing.has_value());
@@ -118,6 +120,19 @@ TEST(TrainConfig, WrongTypesNameTheKeyAndFile) {
   EXPECT_TRUE(contains(load_error(base, {"data.split.ratios=[0.5, 0.5]"}), "data.split.ratios: expected a list of 3 numbers"));
   EXPECT_TRUE(contains(load_error(base + "optim:\n  betas: [0.9]\n"), "optim.betas: expected a list of 2 numbers"));
   EXPECT_TRUE(contains(load_error("optim: [\n"), "run.yaml: not valid YAML"));
+}
+
+TEST(TrainConfig, CopyImageGeometryReachesThePreprocessing) {
+  EXPECT_EQ(preprocess_settings(parse_config(YAML::Load(kMinimal), "min.yaml")).on_geometry_mismatch,
+            msam::data::GeometryMismatch::Error);
+  const Config c =
+      parse_config(YAML::Load(std::string(kMinimal) + "  copy_image_geometry: true\n"), "run.yaml");
+  EXPECT_TRUE(c.data.copy_image_geometry);
+  EXPECT_EQ(preprocess_settings(c).on_geometry_mismatch, msam::data::GeometryMismatch::CopyImageGeometry);
+  EXPECT_TRUE(contains(load_error(kMinimal, {"data.copy_image_geometry=sometimes"}),
+                       "data.copy_image_geometry: expected true or false"));
+  EXPECT_TRUE(contains(load_error(kMinimal, {"data.copy_image_geometri=true"}),
+                       "did you mean 'data.copy_image_geometry'?"));
 }
 
 TEST(TrainConfig, ImpossibleValuesNameTheKey) {

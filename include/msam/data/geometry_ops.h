@@ -7,6 +7,8 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
+#include <string>
 
 #include "msam/data/volume.h"
 
@@ -41,6 +43,21 @@ struct Reoriented {
 // tensor or a singular direction matrix.
 Reoriented reorient_to_ras(const Volume& volume);
 
+// What reorient_to_ras does to a volume of this shape and geometry, worked out from the
+// direction matrix alone. Throws msam::Error (naming `source`) for a singular matrix.
+OrientationRecord ras_orientation(const Index3& shape, const Geometry& geometry,
+                                  const std::string& source = "");
+// Shape and geometry of the reoriented volume that `record` describes.
+Index3 ras_shape(const OrientationRecord& record);
+Geometry ras_geometry(const OrientationRecord& record);
+
+// The voxels [start, start + size) of reorient_to_ras's result (RAS voxel indices, a box
+// inside the RAS grid), cut out of `data` (in the axis order `record` was made for) before
+// reorienting, so that only the box is copied. Contiguous. Throws msam::Error for a tensor
+// that does not match the record or a box outside the RAS grid.
+at::Tensor ras_region(const at::Tensor& data, const OrientationRecord& record,
+                      const Index3& start, const Index3& size);
+
 // Inverse of reorient_to_ras for a tensor on the RAS grid (e.g. a predicted mask): returns
 // it in the original axis order with the original geometry. Throws msam::Error when the
 // shape does not match the record.
@@ -66,6 +83,30 @@ Volume resample(const Volume& volume, const Point3& target_spacing, Interp inter
 // get 0. Throws msam::Error for differing directions or a non-3-D tensor.
 Volume resample_onto(const Volume& volume, const Index3& shape, const Geometry& reference,
                      Interp interp);
+
+// A voxel grid: shape and geometry.
+struct Grid {
+  Index3 shape{0, 0, 0};
+  Geometry geometry;
+};
+
+// The grid resample() produces from a volume of this shape and geometry. Throws
+// msam::Error (naming `source`) for a target spacing that is not positive.
+Grid resampled_grid(const Index3& shape, const Geometry& geometry, const Point3& target_spacing,
+                    const std::string& source = "");
+
+// Supplies the voxels [start, start + size) of an input grid (e.g. cut from a bigger or
+// differently ordered tensor), so that a resampling reads only the part it needs.
+using RegionReader = std::function<at::Tensor(const Index3& start, const Index3& size)>;
+
+// The voxels [start, start + size) (a box inside `target.shape`) of resample_onto() from
+// `input` onto `target`, the input's voxels read through `read`. Every output voxel reads
+// the same input voxels with the same weights as in the whole resampling, so the result is
+// that of resample_onto cut to the box, bit for bit, while only the input voxels the box
+// needs are read and only the box is computed. Same errors as resample_onto.
+at::Tensor resample_box(const Grid& input, const RegionReader& read, const Grid& target,
+                        Interp interp, const Index3& start, const Index3& size,
+                        const std::string& source = "");
 
 // ---- voxel <-> world -------------------------------------------------------------------
 
@@ -105,6 +146,9 @@ Roi extract_roi(const at::Tensor& data, const Index3& center,
 // extract_roi followed by paste_roi reproduces the covered region exactly.
 at::Tensor paste_roi(const at::Tensor& crop, const RoiRecord& record,
                      const at::Tensor& background = at::Tensor());
+
+// The voxels [start, start + size) of a 3-D tensor, as a view.
+at::Tensor box_view(const at::Tensor& data, const Index3& start, const Index3& size);
 
 // Geometry of a crop described by `record`, so the crop can be written as a volume.
 Geometry roi_geometry(const Geometry& full, const RoiRecord& record);

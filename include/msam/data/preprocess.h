@@ -16,9 +16,13 @@
 
 namespace msam::data {
 
+// What to do when image and label (of the same shape) disagree in spacing, origin or
+// direction beyond `geometry_tolerance`. The reference silently copies the label's origin
+// and direction onto the image; either way the voxels are paired index by index, so a
+// misregistered label trains on the wrong voxels. Run config: data.copy_image_geometry.
 enum class GeometryMismatch {
-  Error,              // image and label must agree in spacing, origin and direction
-  CopyImageGeometry,  // trust the image: its geometry is copied onto the label
+  Error,              // the case fails, naming both files and the field that differs
+  CopyImageGeometry,  // trust the image: its geometry is used for the label too
 };
 
 struct PreprocessSettings {
@@ -58,6 +62,13 @@ class CaseSkipped : public Error {
   using Error::Error;
 };
 
+// Only the patch is reoriented, resampled and clamped: those steps move, interpolate or
+// clamp voxels independently of the rest of the scan, so cutting the patch out first gives
+// the same result bit for bit as running them on the whole volume and cropping after, at a
+// fraction of the cost for a 512×512×N CT. The whole volume is only scanned for the checks
+// below and the lesion's bounding box (and, when resampling, the label is resampled whole,
+// since the patch is centred on the resampled lesion).
+//
 // Throws msam::Error naming the file for: non-3-D data, image/label shape mismatch,
 // geometry mismatch (unless settings say to copy the image's), NaN/Inf intensities, label
 // values that are negative or fractional, values other than 0/1 when no targets are given,

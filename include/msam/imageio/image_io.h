@@ -8,8 +8,10 @@
 
 namespace msam::imageio {
 
-// A scan as float32 (X, Y, Z). Accepts .nii, .nii.gz, .nrrd, .nhdr, .mha, .mhd, or a folder
-// holding exactly one DICOM series. Files with more than three dimensions are accepted
+// A scan as float32 (X, Y, Z): a view of the x-fastest buffer ITK read (strides
+// (1, X, X·Y)), not a transposed copy (see data::Volume). Accepts .nii, .nii.gz, .nrrd,
+// .nhdr, .mha, .mhd, or a folder holding exactly one DICOM series (a .nii.gz is decompressed
+// once, into a private temporary folder). Files with more than three dimensions are accepted
 // when every axis beyond the third has size 1 (e.g. (128,128,128,1,1) NIfTI); they are
 // squeezed. Throws msam::Error naming the path for: a missing path, an unreadable,
 // truncated or corrupt file, a 2-D image, a non-singleton 4th+ axis, vector/multi-component
@@ -17,9 +19,10 @@ namespace msam::imageio {
 // values would silently poison normalisation and training, so it is never loaded).
 data::Volume read_image(const std::string& path);
 
-// A label map (X, Y, Z) with an integer dtype: uint8 when every value lies in [0, 255],
-// int64 otherwise. Float-typed files are accepted when every value is integral (masks are
-// often stored as float32); a fractional, NaN or Inf value is an error with its count.
+// A label map (X, Y, Z), x-fastest in memory like read_image's, with an integer dtype:
+// uint8 when every value lies in [0, 255], int64 otherwise. Float-typed files are accepted
+// when every value is integral (masks are often stored as float32); a fractional, NaN or
+// Inf value is an error with its count.
 // Same formats and other errors as read_image.
 data::Volume read_label(const std::string& path);
 

@@ -45,6 +45,10 @@ struct DataConfig {
   SplitConfig split;
   std::optional<std::array<double, 3>> spacing;  // mm; absent = keep the native spacing
   int64_t min_label_voxels = 1000;  // cases with <= this many foreground voxels are skipped
+  // Image and label of one case whose spacing, origin or direction differ: false = the case
+  // fails (a misregistered label would train on the wrong voxels), true = the image's
+  // geometry is used for the label too (the reference silently copies one onto the other).
+  bool copy_image_geometry = false;
   int64_t roi = 128;
   bool random_flip = true;  // training augmentation: flips on all three axes
   int64_t workers = 2;

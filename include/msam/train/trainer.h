@@ -19,6 +19,10 @@ namespace msam::train {
 // The network a run configuration describes.
 model::MSAMConfig model_config(const Config& config);
 
+// The preprocessing the run's `data` section asks for (spacing, patch size, minimum lesion
+// size, what to do about an image/label geometry mismatch).
+data::PreprocessSettings preprocess_settings(const Config& config);
+
 // Cache entries of each split. Built by `prepare_run_data`.
 struct RunData {
   data::Split split;

@@ -1,0 +1,30 @@
+#include "msam/data/volume.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+namespace msam::data {
+
+MemoryOrder memory_order(const at::Tensor& data) {
+  MemoryOrder m;
+  m.dims.resize(data.dim());
+  std::iota(m.dims.begin(), m.dims.end(), 0);
+  std::stable_sort(m.dims.begin(), m.dims.end(),
+                   [&](int64_t a, int64_t b) { return data.stride(a) > data.stride(b); });
+  m.restore.resize(data.dim());
+  for (int64_t i = 0; i < data.dim(); ++i) m.restore[m.dims[i]] = i;
+  m.data = data.permute(m.dims).contiguous();
+  return m;
+}
+
+int64_t count_non_finite(const at::Tensor& data) {
+  if (!at::isFloatingType(data.scalar_type()) || data.numel() == 0) return 0;
+  const auto ordered = memory_order(data).data;
+  const auto x = ordered.scalar_type() == at::kDouble ? ordered : ordered.to(at::kFloat);
+  const auto [min, max] = at::aminmax(x);
+  if (std::isfinite(min.item<double>()) && std::isfinite(max.item<double>())) return 0;
+  return at::isfinite(x).logical_not().sum().item<int64_t>();
+}
+
+}  // namespace msam::data
