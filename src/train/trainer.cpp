@@ -245,6 +245,15 @@ Trainer::Trainer(Config config, std::string config_source, TrainerOptions option
   const bool resuming = options_.resume && fs::exists(latest_checkpoint());
   if (options_.resume && !resuming)
     log("resume: no " + latest_checkpoint() + " yet, starting a new run");
+  if (resuming) {
+    // A run killed while writing leaves that write's temporary file (the final files are
+    // intact: every write is temp file + rename).
+    for (const auto& e : fs::directory_iterator(config_.output))
+      if (e.is_regular_file() && e.path().filename().string().find(".tmp.") != std::string::npos) {
+        fs::remove(e.path());
+        log("resume: removed the interrupted write " + e.path().string());
+      }
+  }
   if (!resuming && !config_.model.checkpoint.empty())
     log(model::load_weights(model_, config_.model.checkpoint, model::WeightsPolicy::kInitFrom));
   model_->image_encoder->freeze_base(config_.model.freeze == Freeze::kEncoder);
