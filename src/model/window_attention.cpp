@@ -56,16 +56,24 @@ at::Tensor rel_pos_bias(const at::Tensor& q, const at::Tensor& bq, int64_t n, in
   // RH and RW read it at w' = kd and w' = kh (the scrambled rule), so they need w' up to 13.
   auto Q = q.reshape({B, heads, n, n, n, hd});
   auto Qp = at::cat({Q, bq.view({1, heads, 1, 1, 1, hd}).expand({B, heads, n, n, w - n, hd})}, 4);
-  auto Rd = rel_pos_lookup(rel_d, n, w).transpose(1, 2);  // (d, hd, k)
-  auto Rh = rel_pos_lookup(rel_h, n, w).transpose(1, 2);  // (h, hd, k)
-  auto Rw = rel_pos_lookup(rel_w, w, w).transpose(1, 2);  // (w', hd, k)
-  // RD[b,a,d,h,w,kw] = Q[d,h,w]·Rd[d-kw]; RH[b,a,d,h,kd,kw] = Qp[d,h,kd]·Rh[h-kw];
-  // RW[b,a,d,h,kh,kw] = Qp[d,h,kh]·Rw[kh-kw]  (offsets + window-1).
-  auto RD = at::matmul(Q.reshape({B, heads, n, n * n, hd}), Rd).view({B, heads, n, n, n, w});
-  auto RH = at::matmul(Qp, Rh);
-  auto RW = at::matmul(Qp.permute({0, 1, 4, 2, 3, 5}).reshape({B, heads, w, n * n, hd}), Rw)
-                .view({B, heads, w, n, n, w})
-                .permute({0, 1, 3, 4, 2, 5});
+  // One product of every query with every row of the three tables (2w-1 rows each), reversed
+  // so that the row for offset i - k + w - 1 sits at w - 1 - i + k, increasing with k. RD, RH
+  // and RW are then strided views of it (far cheaper than thousands of tiny batched products):
+  // RD[b,a,d,h,w,kw] = Q[d,h,w]·rel_d[d-kw+w-1]; RH[b,a,d,h,kd,kw] = Qp[d,h,kd]·rel_h[h-kw+w-1];
+  // RW[b,a,d,h,kh,kw] = Qp[d,h,kh]·rel_w[kh-kw+w-1].
+  const int64_t T = 2 * w - 1;
+  TORCH_CHECK(rel_d.size(0) == T && rel_h.size(0) == T && rel_w.size(0) == T,
+              "relative-position tables need ", T, " rows for window ", w);
+  const auto tables = at::cat({rel_d.flip(0), rel_h.flip(0), rel_w.flip(0)}, 0);  // (3T, hd)
+  const auto P = at::matmul(Qp, tables.t()).contiguous();  // (B, heads, n, n, w, 3T)
+  const auto s = P.strides().vec();
+  const auto off = P.storage_offset();
+  auto RD =
+      P.as_strided({B, heads, n, n, n, w}, {s[0], s[1], s[2] - 1, s[3], s[4], 1}, off + w - 1);
+  auto RH = P.as_strided({B, heads, n, n, w, w}, {s[0], s[1], s[2], s[3] - 1, s[4], 1},
+                         off + T + w - 1);
+  auto RW = P.as_strided({B, heads, n, n, w, w}, {s[0], s[1], s[2], s[3], s[4] - 1, 1},
+                         off + 2 * T + w - 1);
 
   // Real keys: S[qd,qh,qw, kd,kh,kw] += RD[qd,qh,qw,kw] + (RH[qd,qh,kd,kw] + RW[qd,qh,kh,kw]).
   // The bracket does not depend on qw: build it small, then one contiguous broadcast add.

@@ -90,9 +90,10 @@ TEST_P(ImageEncoderParity, EveryStageMatchesReference) {
   }
   auto embedding = enc->neck->forward(x.permute({0, 4, 1, 2, 3}));
   MSAM_EXPECT_CLOSE(embedding, f.at("output.image_embedding"), tol);
-  // forward() chains the same stages (checked once: the padded path is slow).
+  // forward() chains the same stages, with the CPU's neck as matrix products instead of the
+  // convolutions above (checked once: the padded path is slow).
   if (path == WindowPath::Fast) {
-    EXPECT_TRUE(torch::equal(enc->forward(image), embedding));
+    MSAM_EXPECT_CLOSE(enc->forward(image), f.at("output.image_embedding"), tol);
   }
 }
 

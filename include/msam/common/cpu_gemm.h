@@ -1,8 +1,9 @@
 // Matrix products that use every CPU core through row blocks.
 //
-// Why: on the 2-core development machine OpenBLAS's own threading reaches ~85 GFLOP/s on the
-// image encoder's 512-row products, while one single-threaded OpenBLAS call per intra-op
-// thread on disjoint row blocks reaches ~150 GFLOP/s (tools: `msam bench`). The split runs only
+// Why: with several intra-op threads, one single-threaded OpenBLAS call per thread on disjoint
+// row blocks beats OpenBLAS's own threading on the image encoder's 512-row products (measured
+// on the 2-vCPU development machine: 70–81 against 50–86 GFLOP/s; there one thread alone
+// reaches 130, as its two vCPUs deliver about one core's throughput). The split runs only
 // where no autograd graph is recorded (inference, the frozen encoder) and only on the CPU; every
 // other case is the plain ATen op, so results and gradients never depend on the path.
 #pragma once

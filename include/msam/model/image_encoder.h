@@ -124,6 +124,8 @@ class ImageEncoderViT3DImpl : public torch::nn::Module {
   torch::nn::Sequential neck{nullptr};
 
  private:
+  // The neck on channels-last tokens B×g×g×g×C as matrix products (CPU).
+  torch::Tensor neck_as_matmuls(const torch::Tensor& x);
   ImageEncoderConfig config_;
 };
 TORCH_MODULE(ImageEncoderViT3D);
