@@ -19,7 +19,8 @@ cmake --build build -j "$(nproc)" --target msam
 MSAM=build/msam
 SET=(--set "data.datasets.0.root=$OUT/data" --set "output=$OUT")
 if [ ! -f "$OUT/data/dataset.json" ]; then
-  "$MSAM" synth --out "$OUT/data" --cases "$CASES" --seed 7
+  # One lesion per case: the label is the lesion the clicks point at.
+  "$MSAM" synth --out "$OUT/data" --cases "$CASES" --seed 7 --max-lesions 1
 fi
 "$MSAM" train --config configs/tiny_cpu.yaml "${SET[@]}" --resume
 "$MSAM" eval --config configs/tiny_cpu.yaml "${SET[@]}" --checkpoint "$OUT/best.safetensors" \

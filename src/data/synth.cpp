@@ -56,7 +56,8 @@ at::Tensor ellipsoid_distance(const std::array<at::Tensor, 3>& c, const std::arr
 
 }  // namespace
 
-SyntheticCase make_synthetic_case(uint64_t seed, int index) {
+SyntheticCase make_synthetic_case(uint64_t seed, int index, int max_lesions) {
+  if (max_lesions < 1) throw Error("synth: max_lesions must be ≥ 1");
   uint64_t mix = seed ^ (0x9E3779B97F4A7C15ull * static_cast<uint64_t>(index + 1));
   Rng rng{splitmix64(mix)};
   auto gen = at::detail::createCPUGenerator(splitmix64(mix));
@@ -103,7 +104,7 @@ SyntheticCase make_synthetic_case(uint64_t seed, int index) {
   // Lesions: lobulated ellipsoids (distance perturbed by a smooth field), soft edges, own
   // texture, hypo- or hyperdense, sometimes with a darker core.
   // Every fourth case from the second on has two lesions, from the fourth on three.
-  const int lesions = index % 4 == 1 ? 2 : index % 4 == 3 ? 3 : 1;
+  const int lesions = std::min(max_lesions, index % 4 == 1 ? 2 : index % 4 == 3 ? 3 : 1);
   auto label = at::zeros({shape[0], shape[1], shape[2]}, at::kBool);
   for (int l = 0; l < lesions; ++l) {
     const std::array<double, 3> radii{rng.uniform(8, 20), rng.uniform(8, 20), rng.uniform(8, 20)};
@@ -149,7 +150,7 @@ SyntheticCase make_synthetic_case(uint64_t seed, int index) {
 }
 
 std::vector<std::string> write_synthetic_dataset(const std::string& out, int cases, uint64_t seed,
-                                                 const VolumeWriter& write) {
+                                                 const VolumeWriter& write, int max_lesions) {
   if (cases < 1) throw Error("synth: --cases must be ≥ 1");
   std::error_code ec;
   for (const char* sub : {"imagesTr", "labelsTr"}) {
@@ -161,7 +162,7 @@ std::vector<std::string> write_synthetic_dataset(const std::string& out, int cas
   for (int i = 0; i < cases; ++i) {
     char name[32];
     std::snprintf(name, sizeof name, "case_%03d", i);
-    auto c = make_synthetic_case(seed, i);
+    auto c = make_synthetic_case(seed, i, max_lesions);
     const auto image = "imagesTr/" + std::string(name) + "_0000.nii.gz";
     const auto label = "labelsTr/" + std::string(name) + ".nii.gz";
     write((fs::path(out) / image).string(), c.image);

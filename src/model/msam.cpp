@@ -13,6 +13,16 @@
 
 namespace msam::model {
 
+std::string dense_pe_axes_name(DensePeAxes axes) {
+  return axes == DensePeAxes::kReference ? "reference" : "aligned";
+}
+
+DensePeAxes parse_dense_pe_axes(const std::string& name, const std::string& source) {
+  if (name == "reference") return DensePeAxes::kReference;
+  if (name == "aligned") return DensePeAxes::kAligned;
+  throw file_error(source, "dense_pe_axes '" + name + "' is not one of reference, aligned");
+}
+
 void MSAMConfig::validate() const {
   encoder.validate();
   if (width() % 3 != 0)
@@ -40,7 +50,8 @@ std::string MSAMConfig::to_json() const {
                       {"window_size", e.window_size}, {"global_attn_indexes", e.global_attn_indexes},
                       {"lora_rank", e.lora_rank},     {"adapter_heads", adapter_heads},
                       {"adapter_blocks", adapter_blocks}, {"decoder_heads", decoder_heads},
-                      {"decoder_mlp_dim", decoder_mlp_dim}, {"mask_in_chans", mask_in_chans}};
+                      {"decoder_mlp_dim", decoder_mlp_dim}, {"mask_in_chans", mask_in_chans},
+                      {"dense_pe_axes", dense_pe_axes_name(dense_pe_axes)}};
   return j.dump();
 }
 
@@ -65,6 +76,8 @@ MSAMConfig MSAMConfig::from_json(const std::string& text, const std::string& sou
     c.decoder_heads = j.at("decoder_heads");
     c.decoder_mlp_dim = j.at("decoder_mlp_dim");
     c.mask_in_chans = j.at("mask_in_chans");
+    // Checkpoints written before the key existed were trained with the reference axes.
+    c.dense_pe_axes = parse_dense_pe_axes(j.value("dense_pe_axes", "reference"), source);
   } catch (const nlohmann::json::exception& ex) {
     throw file_error(source, std::string("bad model_config metadata: ") + ex.what());
   }
@@ -80,6 +93,7 @@ MSAMImpl::MSAMImpl(MSAMConfig config) : config_(std::move(config)) {
   p.image_embedding_size = config_.grid();
   p.input_image_size = config_.encoder.img_size;
   p.mask_in_chans = config_.mask_in_chans;
+  p.dense_pe_axes = config_.dense_pe_axes;
   prompt_encoder = register_module("prompt_encoder", PromptEncoder3D(p));
   MaskEnhancedAdapterOptions a;
   a.width = config_.width();
@@ -185,18 +199,37 @@ std::string load_weights(MSAM& model, const std::map<std::string, at::Tensor>& s
                     : std::string());
 }
 
-std::map<std::string, at::Tensor> read_weights(const std::string& path) {
+WeightsFile read_weights_file(const std::string& path) {
   const bool pth = (path.size() >= 4 && path.substr(path.size() - 4) == ".pth") ||
                    (path.size() >= 3 && path.substr(path.size() - 3) == ".pt");
+  WeightsFile out;
   if (pth) {
     auto ckpt = io::read_pth(path);
-    return io::to_msam_keys(ckpt.state, ckpt.layout);
+    out.state = io::to_msam_keys(ckpt.state, ckpt.layout);
+    return out;
   }
-  return io::read_safetensors(path).tensors;
+  auto f = io::read_safetensors(path);
+  if (f.metadata.count("model_config"))
+    out.config = MSAMConfig::from_json(f.metadata.at("model_config"), path);
+  out.state = std::move(f.tensors);
+  return out;
+}
+
+std::map<std::string, at::Tensor> read_weights(const std::string& path) {
+  return read_weights_file(path).state;
 }
 
 std::string load_weights(MSAM& model, const std::string& path, WeightsPolicy policy) {
-  return load_weights(model, read_weights(path), policy, path);
+  auto file = read_weights_file(path);
+  // The PE axes are no tensor: loading weights trained with the other axes would succeed and
+  // silently move every click.
+  const auto trained = file.config ? file.config->dense_pe_axes : DensePeAxes::kReference;
+  const auto wanted = model->config().dense_pe_axes;
+  if (trained != wanted)
+    throw file_error(path, "was trained with dense_pe_axes: " + dense_pe_axes_name(trained) +
+                               ", the model is configured with " + dense_pe_axes_name(wanted) +
+                               " (model.dense_pe_axes)");
+  return load_weights(model, file.state, policy, path);
 }
 
 MSAMConfig infer_config(const std::map<std::string, at::Tensor>& state,
@@ -243,16 +276,7 @@ MSAMConfig infer_config(const std::map<std::string, at::Tensor>& state,
 }
 
 MSAM load_for_inference(const std::string& path, std::string* summary) {
-  std::map<std::string, at::Tensor> state;
-  std::optional<MSAMConfig> config;
-  if (path.size() >= 12 && path.substr(path.size() - 12) == ".safetensors") {
-    auto f = io::read_safetensors(path);
-    if (f.metadata.count("model_config"))
-      config = MSAMConfig::from_json(f.metadata.at("model_config"), path);
-    state = std::move(f.tensors);
-  } else {
-    state = read_weights(path);
-  }
+  auto [state, config] = read_weights_file(path);
   if (!state.count("adapter.add_norm.weight"))
     throw file_error(path,
                      "has no Mask-Enhanced Adapter weights (a SAM-Med3D checkpoint?); M-SAM "

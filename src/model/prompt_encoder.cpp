@@ -22,15 +22,15 @@ torch::Tensor PositionEmbeddingRandom3DImpl::encode_normalized(const torch::Tens
   return torch::cat({torch::sin(c), torch::cos(c), torch::sin(c)}, -1);
 }
 
-torch::Tensor PositionEmbeddingRandom3DImpl::forward(int64_t size) {
+torch::Tensor PositionEmbeddingRandom3DImpl::forward(int64_t size, DensePeAxes axes) {
   auto opts = torch::TensorOptions().dtype(torch::kFloat).device(
       positional_encoding_gaussian_matrix.device());
   auto centres = (torch::arange(size, opts) + 0.5) / static_cast<double>(size);
   auto grid = torch::meshgrid({centres, centres, centres}, "ij");
-  // The reference feeds [index along dim 1, index along dim 0, index along dim 2] (its
-  // x_embed/y_embed naming), unlike the (d,h,w) point order: axis swap kept (parity item 5).
-  auto pe = encode_normalized(torch::stack({grid[1], grid[0], grid[2]}, -1));
-  return pe.permute({3, 0, 1, 2});
+  // The reference swaps the first two axes (its x_embed/y_embed naming): see DensePeAxes.
+  auto coords = axes == DensePeAxes::kReference ? torch::stack({grid[1], grid[0], grid[2]}, -1)
+                                                : torch::stack({grid[0], grid[1], grid[2]}, -1);
+  return encode_normalized(coords).permute({3, 0, 1, 2});
 }
 
 PromptEncoder3DImpl::PromptEncoder3DImpl(const PromptEncoderOptions& o) : options_(o) {
@@ -115,7 +115,7 @@ PromptEmbeddings PromptEncoder3DImpl::forward(const torch::Tensor& points,
 }
 
 torch::Tensor PromptEncoder3DImpl::get_dense_pe() {
-  return pe_layer->forward(options_.image_embedding_size)
+  return pe_layer->forward(options_.image_embedding_size, options_.dense_pe_axes)
       .unsqueeze(0)
       .to(no_mask_embed->weight.scalar_type());
 }

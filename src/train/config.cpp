@@ -61,6 +61,13 @@ const std::vector<std::pair<DeviceKind, std::string>>& enum_names() {
   return v;
 }
 
+template <>
+const std::vector<std::pair<model::DensePeAxes, std::string>>& enum_names() {
+  static const std::vector<std::pair<model::DensePeAxes, std::string>> v{
+      {model::DensePeAxes::kReference, "reference"}, {model::DensePeAxes::kAligned, "aligned"}};
+  return v;
+}
+
 template <class E>
 const std::string& enum_name(E e) {
   for (const auto& [value, text] : enum_names<E>())
@@ -522,6 +529,7 @@ void visit(V& v, Config& c) {
     });
     s("checkpoint", m.checkpoint);
     s("freeze", m.freeze);
+    s("dense_pe_axes", m.dense_pe_axes);
   });
   v.section("loop", [&](V& s) {
     s("iterations", c.loop.iterations);

@@ -41,6 +41,7 @@ model::MSAMConfig model_config(const Config& config) {
   m.adapter_blocks = config.model.adapter.blocks;
   m.decoder_heads = config.model.decoder.heads;
   m.decoder_mlp_dim = config.model.decoder.mlp;
+  m.dense_pe_axes = config.model.dense_pe_axes;
   return m;
 }
 
@@ -509,10 +510,12 @@ std::vector<EpochRecord> Trainer::run() {
     if (best) save(best_checkpoint(), epoch + 1);
     write_reports();
     char line[256];
-    std::snprintf(line, sizeof line,
-                  "epoch %lld: train loss %.4f dice %.4f | val loss %.4f dice %.4f%s | %.1f s",
-                  (long long)rec.epoch, rec.train_loss, rec.train_dice, rec.val_loss,
-                  rec.val_dice, best ? " (best)" : "", rec.seconds);
+    int used = std::snprintf(line, sizeof line, "epoch %lld: train loss %.4f dice %.4f",
+                             (long long)rec.epoch, rec.train_loss, rec.train_dice);
+    if (do_val)
+      used += std::snprintf(line + used, sizeof line - used, " | val loss %.4f dice %.4f%s",
+                            rec.val_loss, rec.val_dice, best ? " (best)" : "");
+    std::snprintf(line + used, sizeof line - used, " | %.1f s", rec.seconds);
     log(line);
   }
   if (!fs::exists(best_checkpoint()) && fs::exists(latest_checkpoint()))

@@ -614,4 +614,11 @@ TEST(Synth, LesionsAreVisibleAndDeterministic) {
   EXPECT_FALSE(other_seed.sizes().equals(again.image.data.sizes()) && at::equal(other_seed, again.image.data));
 }
 
+TEST(Synth, MaxLesionsCapsTheLesionCount) {
+  EXPECT_EQ(make_synthetic_case(5, 3).lesions, 3);
+  EXPECT_EQ(make_synthetic_case(5, 3, 1).lesions, 1);
+  EXPECT_EQ(make_synthetic_case(5, 3, 2).lesions, 2);
+  EXPECT_THROW(make_synthetic_case(5, 3, 0), msam::Error);
+}
+
 

@@ -1,8 +1,9 @@
 // Synthetic CT-like scans with lesion labels, for the demo and for tests: structured noisy
 // tissue (body outline, fat rim, organs, lung fields, fine noise) with irregular, lobulated
 // lesions of varied size, contrast (hypo- or hyperdense) and texture. Cases 1, 5, 9, ...
-// have two lesions and 3, 7, ... three; every third case has thick slices; odd cases are
-// stored in RAS and even ones in LPS orientation. Everything follows from (seed, case index).
+// have two lesions and 3, 7, ... three, at most `max_lesions`; every third case has thick
+// slices; odd cases are stored in RAS and even ones in LPS orientation. Everything follows
+// from (seed, case index, max_lesions).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -19,7 +20,7 @@ struct SyntheticCase {
   int lesions = 0;
 };
 
-SyntheticCase make_synthetic_case(uint64_t seed, int index);
+SyntheticCase make_synthetic_case(uint64_t seed, int index, int max_lesions = 3);
 
 // Writes a volume (the ITK writer of msam_imageio; core code cannot depend on ITK).
 using VolumeWriter = std::function<void(const std::string& path, const Volume& volume)>;
@@ -28,6 +29,6 @@ using VolumeWriter = std::function<void(const std::string& path, const Volume& v
 // dataset.json that is both nnU-Net v2 metadata and an MSD "training" list. Returns the case
 // names. Throws msam::Error when `out` cannot be created or `cases` < 1.
 std::vector<std::string> write_synthetic_dataset(const std::string& out, int cases, uint64_t seed,
-                                                 const VolumeWriter& write);
+                                                 const VolumeWriter& write, int max_lesions = 3);
 
 }  // namespace msam::data

@@ -4,6 +4,7 @@
 #include <torch/nn/module.h>
 
 #include <map>
+#include <optional>
 #include <string>
 
 #include "msam/model/cuda_graphs.h"
@@ -14,6 +15,11 @@
 
 namespace msam::model {
 
+// "reference" / "aligned", as checkpoints and run configs spell them; parsing throws
+// msam::Error naming `source` for any other name.
+std::string dense_pe_axes_name(DensePeAxes axes);
+DensePeAxes parse_dense_pe_axes(const std::string& name, const std::string& source);
+
 struct MSAMConfig {
   ImageEncoderConfig encoder;  // out_chans is the prompt / adapter / decoder width
   int64_t adapter_heads = 6;
@@ -21,6 +27,7 @@ struct MSAMConfig {
   int64_t decoder_heads = 8;
   int64_t decoder_mlp_dim = 2048;
   int64_t mask_in_chans = 16;
+  DensePeAxes dense_pe_axes = DensePeAxes::kReference;
 
   int64_t width() const { return encoder.out_chans; }
   int64_t grid() const { return encoder.grid(); }
@@ -89,11 +96,19 @@ enum class WeightsPolicy {
 
 // Loads msam safetensors or a reference .pth (SAM-Med3D or M-SAM trainer layout) into
 // `model`. Returns a one-line summary (what was loaded, what kept its initialisation).
+// The path overload also rejects weights trained with other dense PE axes than the model's
+// (reference .pth files use the reference axes).
 std::string load_weights(MSAM& model, const std::string& path, WeightsPolicy policy);
 std::string load_weights(MSAM& model, const std::map<std::string, at::Tensor>& state,
                          WeightsPolicy policy, const std::string& source);
 
-// Model tensors of a weights file (msam safetensors or reference .pth), with msam key names.
+// A weights file (msam safetensors or reference .pth): tensors with msam key names, and the
+// architecture where the file records it (msam checkpoints do, reference .pth files do not).
+struct WeightsFile {
+  std::map<std::string, at::Tensor> state;
+  std::optional<MSAMConfig> config;
+};
+WeightsFile read_weights_file(const std::string& path);
 std::map<std::string, at::Tensor> read_weights(const std::string& path);
 
 // The architecture a set of weights implies (widths, depth, heads, window, global blocks and

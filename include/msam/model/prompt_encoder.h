@@ -9,6 +9,8 @@
 
 #include <optional>
 
+#include "msam/model/dense_pe_axes.h"
+
 namespace msam::model {
 
 struct PromptEncoderOptions {
@@ -16,6 +18,7 @@ struct PromptEncoderOptions {
   int64_t image_embedding_size = 8;    // token grid edge (cube)
   int64_t input_image_size = 128;      // voxel grid edge the clicks live in (cube)
   int64_t mask_in_chans = 16;          // hidden channels of the mask downscaling
+  DensePeAxes dense_pe_axes = DensePeAxes::kReference;
 };
 
 // Random-Fourier positional encoding (reference `PositionEmbeddingRandom3D`). Always
@@ -24,7 +27,7 @@ class PositionEmbeddingRandom3DImpl : public torch::nn::Module {
  public:
   explicit PositionEmbeddingRandom3DImpl(int64_t num_pos_feats);
   // Dense grid of edge `size`: 3·num_pos_feats × size³ (float32).
-  torch::Tensor forward(int64_t size);
+  torch::Tensor forward(int64_t size, DensePeAxes axes = DensePeAxes::kReference);
   // Coordinates already divided by the image size (B×N×3, float32) → B×N×3·num_pos_feats.
   torch::Tensor encode_normalized(const torch::Tensor& coords);
   torch::Tensor positional_encoding_gaussian_matrix;  // 3 × num_pos_feats buffer

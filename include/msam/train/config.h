@@ -10,6 +10,8 @@
 #include <utility>
 #include <vector>
 
+#include "msam/model/dense_pe_axes.h"
+
 #if MSAM_HAVE_YAML
 #include <yaml-cpp/yaml.h>
 #endif
@@ -85,6 +87,8 @@ struct ModelConfig {
   DecoderConfig decoder;
   std::string checkpoint;  // .pth or .safetensors to start from; empty = random init
   Freeze freeze = Freeze::kEncoder;
+  // `aligned` only for models trained from scratch: pretrained weights expect `reference`.
+  model::DensePeAxes dense_pe_axes = model::DensePeAxes::kReference;
 };
 
 // The reference thresholds the previous *logits* at 0.5 (not sigmoid at 0.5) when it

@@ -1,0 +1,148 @@
+// Where a click lands: the voxel the click sampler picks, the point encoding the prompt
+// encoder gives it and the dense PE of the embedding cell containing that voxel must agree.
+// The model parity fixtures pin each module, not this glue between them.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "fixtures.h"
+#include "msam/common/error.h"
+#include "msam/io/safetensors.h"
+#include "msam/model/msam.h"
+#include "msam/model/prompt_encoder.h"
+#include "msam/model/state_dict.h"
+#include "msam/train/click_sampler.h"
+#include "msam/train/refinement.h"
+
+using namespace msam;
+
+namespace {
+
+constexpr test::Tol kPe{1e-5, 1e-5};
+constexpr test::Tol kSame{1e-6, 1e-6};  // the same computation repeated
+
+// Patch 3 (12 voxels over a 4-cell grid): the centre of voxel 3i+1 is the centre of cell i,
+// so a click there has exactly its cell's encoding.
+model::PromptEncoder3D odd_patch_encoder(model::DensePeAxes axes) {
+  model::PromptEncoderOptions o;
+  o.embed_dim = 96;
+  o.image_embedding_size = 4;
+  o.input_image_size = 12;
+  o.dense_pe_axes = axes;
+  return model::PromptEncoder3D(o);
+}
+
+// The positional part of the sparse token of the one foreground click in `target`, as the
+// training and evaluation loop computes it: sampler → prompt encoder.
+torch::Tensor click_encoding(model::PromptEncoder3D& pe, const torch::Tensor& target) {
+  auto gen = torch::make_generator<at::CPUGeneratorImpl>(1);
+  const auto click = train::sample_clicks(torch::zeros_like(target), target,
+                                          train::ClickProtocol::kRandom, gen);
+  const auto sparse = pe->forward(click.points, click.labels).sparse;
+  return sparse[0][0] - pe->point_embeddings->ptr<torch::nn::EmbeddingImpl>(1)->weight[0];
+}
+
+// The demo's geometry (64³ input, 8³ patches, so a 32³ low-res mask), at a small width.
+model::MSAMConfig small_model(model::DensePeAxes axes) {
+  model::MSAMConfig c;
+  c.encoder.img_size = 64;
+  c.encoder.patch_size = 8;
+  c.encoder.embed_dim = 48;
+  c.encoder.depth = 1;
+  c.encoder.num_heads = 2;
+  c.encoder.global_attn_indexes = {0};
+  c.encoder.out_chans = 48;
+  c.adapter_heads = 2;
+  c.decoder_heads = 2;
+  c.decoder_mlp_dim = 32;
+  c.dense_pe_axes = axes;
+  return c;
+}
+
+torch::Tensor one_voxel(int64_t d, int64_t h, int64_t w) {
+  auto t = torch::zeros({1, 1, 12, 12, 12});
+  t[0][0][d][h][w] = 1;
+  return t;
+}
+
+}  // namespace
+
+TEST(ClickGeometry, SampledClickHasTheEncodingOfItsCellWithAlignedAxes) {
+  torch::manual_seed(4);
+  torch::NoGradGuard no_grad;
+  auto pe = odd_patch_encoder(model::DensePeAxes::kAligned);
+  const auto dense = pe->get_dense_pe()[0];
+  // Cell (2, 0, 3): d ≠ h, so a transposition of the first two axes cannot pass.
+  const auto got = click_encoding(pe, one_voxel(7, 1, 10));
+  MSAM_EXPECT_CLOSE(got, dense.select(1, 2).select(1, 0).select(1, 3), kPe);
+  EXPECT_FALSE(torch::allclose(got, dense.select(1, 0).select(1, 2).select(1, 3), 1e-3, 1e-3));
+}
+
+TEST(ClickGeometry, ReferenceAxesGiveTheTransposedCell) {
+  // The reference's slip, kept for pretrained weights: the click at (d, h, w) shares the
+  // encoding of cell (h, d, w).
+  torch::manual_seed(4);
+  torch::NoGradGuard no_grad;
+  auto pe = odd_patch_encoder(model::DensePeAxes::kReference);
+  const auto dense = pe->get_dense_pe()[0];
+  const auto got = click_encoding(pe, one_voxel(7, 1, 10));
+  MSAM_EXPECT_CLOSE(got, dense.select(1, 0).select(1, 2).select(1, 3), kPe);
+}
+
+TEST(ClickGeometry, ModelConfigRecordsTheAxes) {
+  model::MSAMConfig c;
+  c.dense_pe_axes = model::DensePeAxes::kAligned;
+  EXPECT_EQ(model::MSAMConfig::from_json(c.to_json(), "t").dense_pe_axes,
+            model::DensePeAxes::kAligned);
+  // Checkpoints from before the key were trained with the reference axes.
+  auto j = nlohmann::json::parse(c.to_json());
+  j.erase("dense_pe_axes");
+  EXPECT_EQ(model::MSAMConfig::from_json(j.dump(), "t").dense_pe_axes,
+            model::DensePeAxes::kReference);
+  j["dense_pe_axes"] = "swapped";
+  EXPECT_THROW(model::MSAMConfig::from_json(j.dump(), "t"), Error);
+}
+
+TEST(ClickGeometry, WeightsTrainedWithOtherAxesAreRejected) {
+  auto c = small_model(model::DensePeAxes::kAligned);
+  model::MSAM trained(c);
+  const auto path =
+      (std::filesystem::temp_directory_path() / "msam_click_geometry.safetensors").string();
+  io::write_safetensors(path, model::state_dict(*trained), {{"model_config", c.to_json()}});
+
+  model::MSAM same(c);
+  EXPECT_NO_THROW(model::load_weights(same, path, model::WeightsPolicy::kExact));
+  c.dense_pe_axes = model::DensePeAxes::kReference;
+  model::MSAM other(c);
+  EXPECT_THROW(model::load_weights(other, path, model::WeightsPolicy::kExact), Error);
+  std::filesystem::remove(path);
+}
+
+TEST(RefinementLoop, FeedsBackThePreviousLowResLogitsAndClicksTheTargetGrid) {
+  torch::manual_seed(5);
+  torch::NoGradGuard no_grad;
+  model::MSAM net(small_model(model::DensePeAxes::kAligned));
+  net->eval();
+  auto ctx = net->encode(torch::randn({1, 1, 64, 64, 64}));
+  auto target = torch::zeros({1, 1, 64, 64, 64});
+  target.slice(2, 20, 40).slice(3, 5, 15).slice(4, 30, 50).fill_(1);
+  train::RefinementOptions ro;
+  ro.iterations = 3;
+  auto gen = torch::make_generator<at::CPUGeneratorImpl>(2);
+  auto prompt = torch::zeros({1, 1, 32, 32, 32});
+  train::run_refinement(net, ctx, target, ro, gen, [&](const train::IterationResult& it) {
+    ASSERT_EQ(it.low_res.sizes(), (std::vector<int64_t>{1, 1, 32, 32, 32}));
+    ASSERT_EQ(it.logits.sizes(), target.sizes());
+    const auto p = it.click.points[0][0];
+    const int64_t d = p[0].item<int64_t>(), h = p[1].item<int64_t>(), w = p[2].item<int64_t>();
+    if (it.index == 0)  // the first click lies in the target, in (d, h, w) order
+      EXPECT_EQ(target[0][0][d][h][w].item<float>(), 1.0f);
+    // This iteration's mask prompt was the previous iteration's low-res logits.
+    const auto again = net->click(ctx, it.click.points, it.click.labels, prompt);
+    MSAM_EXPECT_CLOSE(again.low_res_masks, it.low_res, kSame);
+    MSAM_EXPECT_CLOSE(net->upsample(it.low_res), it.logits, kSame);
+    prompt = it.low_res;
+  });
+}
