@@ -132,9 +132,11 @@ SyntheticCase make_synthetic_case(uint64_t seed, int index, int max_lesions) {
     auto lesion = base + sign * static_cast<float>(rng.uniform(45, 130)) +
                   static_cast<float>(rng.uniform(5, 25)) * smooth_noise(len, spacing, rng.uniform(2, 6), gen);
     if (rng.uniform(0, 1) < 0.3) lesion = at::where(d < 0.45, lesion - 60.0f, lesion);
-    hu_box.copy_(hu_box + soft * (lesion - hu_box));
+    // Inside the body only: over air the lesion would be invisible yet labelled.
+    const auto inside = box(body_d) < 1;
+    hu_box.copy_(hu_box + soft * inside * (lesion - hu_box));
     auto label_box = box(label);
-    label_box.copy_(label_box | (d < 1));
+    label_box.copy_(label_box | ((d < 1) & inside));
   }
   hu = hu + 12.0f * at::randn(hu.sizes(), gen, at::kFloat);
 
