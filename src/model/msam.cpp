@@ -14,12 +14,14 @@
 namespace msam::model {
 
 std::string dense_pe_axes_name(DensePeAxes axes) {
-  return axes == DensePeAxes::kReference ? "reference" : "aligned";
+  for (const auto& [value, name] : kDensePeAxesNames)
+    if (value == axes) return name;
+  throw Error("invalid dense_pe_axes value");
 }
 
 DensePeAxes parse_dense_pe_axes(const std::string& name, const std::string& source) {
-  if (name == "reference") return DensePeAxes::kReference;
-  if (name == "aligned") return DensePeAxes::kAligned;
+  for (const auto& [value, text] : kDensePeAxesNames)
+    if (name == text) return value;
   throw file_error(source, "dense_pe_axes '" + name + "' is not one of reference, aligned");
 }
 
@@ -213,10 +215,6 @@ WeightsFile read_weights_file(const std::string& path) {
     out.config = MSAMConfig::from_json(f.metadata.at("model_config"), path);
   out.state = std::move(f.tensors);
   return out;
-}
-
-std::map<std::string, at::Tensor> read_weights(const std::string& path) {
-  return read_weights_file(path).state;
 }
 
 std::string load_weights(MSAM& model, const std::string& path, WeightsPolicy policy) {

@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cmath>
 #include <fstream>
+#include <iterator>
 #include <numeric>
 #include <sstream>
 
@@ -63,8 +64,8 @@ const std::vector<std::pair<DeviceKind, std::string>>& enum_names() {
 
 template <>
 const std::vector<std::pair<model::DensePeAxes, std::string>>& enum_names() {
-  static const std::vector<std::pair<model::DensePeAxes, std::string>> v{
-      {model::DensePeAxes::kReference, "reference"}, {model::DensePeAxes::kAligned, "aligned"}};
+  static const std::vector<std::pair<model::DensePeAxes, std::string>> v(
+      std::begin(model::kDensePeAxesNames), std::end(model::kDensePeAxesNames));
   return v;
 }
 

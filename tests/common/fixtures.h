@@ -6,6 +6,7 @@
 #include <string>
 
 #include "msam/io/safetensors.h"
+#include "msam/model/msam.h"
 
 namespace msam::test {
 
@@ -20,6 +21,10 @@ const io::TensorFile& parity_fixture(const std::string& file);
 
 // A fresh, empty temporary folder removed at process exit.
 std::string temp_dir(const std::string& tag);
+
+// The model of configs/tiny_cpu.yaml: 64³ input, 8³ patches (a 32³ low-res mask), width 96,
+// 2 encoder blocks, LoRA rank 4.
+model::MSAMConfig tiny_cpu_model_config();
 
 // Where the model tests run: the CPU, or the GPU with MSAM_TEST_DEVICE=cuda (tools/gpu_check.sh).
 // There TF32 is off, so float32 means float32.

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <array>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -44,19 +45,9 @@ torch::Tensor click_encoding(model::PromptEncoder3D& pe, const torch::Tensor& ta
   return sparse[0][0] - pe->point_embeddings->ptr<torch::nn::EmbeddingImpl>(1)->weight[0];
 }
 
-// The demo's geometry (64³ input, 8³ patches, so a 32³ low-res mask), at a small width.
-model::MSAMConfig small_model(model::DensePeAxes axes) {
-  model::MSAMConfig c;
-  c.encoder.img_size = 64;
-  c.encoder.patch_size = 8;
-  c.encoder.embed_dim = 48;
-  c.encoder.depth = 1;
-  c.encoder.num_heads = 2;
-  c.encoder.global_attn_indexes = {0};
-  c.encoder.out_chans = 48;
-  c.adapter_heads = 2;
-  c.decoder_heads = 2;
-  c.decoder_mlp_dim = 32;
+// The demo's model with the given axes.
+model::MSAMConfig demo_model(model::DensePeAxes axes) {
+  auto c = test::tiny_cpu_model_config();
   c.dense_pe_axes = axes;
   return c;
 }
@@ -69,26 +60,27 @@ torch::Tensor one_voxel(int64_t d, int64_t h, int64_t w) {
 
 }  // namespace
 
-TEST(ClickGeometry, SampledClickHasTheEncodingOfItsCellWithAlignedAxes) {
-  torch::manual_seed(4);
-  torch::NoGradGuard no_grad;
-  auto pe = odd_patch_encoder(model::DensePeAxes::kAligned);
-  const auto dense = pe->get_dense_pe()[0];
-  // Cell (2, 0, 3): d ≠ h, so a transposition of the first two axes cannot pass.
-  const auto got = click_encoding(pe, one_voxel(7, 1, 10));
-  MSAM_EXPECT_CLOSE(got, dense.select(1, 2).select(1, 0).select(1, 3), kPe);
-  EXPECT_FALSE(torch::allclose(got, dense.select(1, 0).select(1, 2).select(1, 3), 1e-3, 1e-3));
-}
-
-TEST(ClickGeometry, ReferenceAxesGiveTheTransposedCell) {
-  // The reference's slip, kept for pretrained weights: the click at (d, h, w) shares the
-  // encoding of cell (h, d, w).
-  torch::manual_seed(4);
-  torch::NoGradGuard no_grad;
-  auto pe = odd_patch_encoder(model::DensePeAxes::kReference);
-  const auto dense = pe->get_dense_pe()[0];
-  const auto got = click_encoding(pe, one_voxel(7, 1, 10));
-  MSAM_EXPECT_CLOSE(got, dense.select(1, 0).select(1, 2).select(1, 3), kPe);
+TEST(ClickGeometry, SampledClickHasTheEncodingOfItsCellUnlessReferenceAxes) {
+  // Cell (2, 0, 3): d ≠ h, so the two axis choices give different cells. The reference's slip,
+  // kept for pretrained weights: the click at (d, h, w) shares the encoding of cell (h, d, w).
+  struct Case {
+    model::DensePeAxes axes;
+    std::array<int64_t, 3> cell, other;
+  };
+  for (const auto& c : {Case{model::DensePeAxes::kAligned, {2, 0, 3}, {0, 2, 3}},
+                        Case{model::DensePeAxes::kReference, {0, 2, 3}, {2, 0, 3}}}) {
+    SCOPED_TRACE(model::dense_pe_axes_name(c.axes));
+    torch::manual_seed(4);
+    torch::NoGradGuard no_grad;
+    auto pe = odd_patch_encoder(c.axes);
+    const auto dense = pe->get_dense_pe()[0];
+    const auto at = [&](const std::array<int64_t, 3>& i) {
+      return dense.select(1, i[0]).select(1, i[1]).select(1, i[2]);
+    };
+    const auto got = click_encoding(pe, one_voxel(7, 1, 10));
+    MSAM_EXPECT_CLOSE(got, at(c.cell), kPe);
+    EXPECT_FALSE(torch::allclose(got, at(c.other), 1e-3, 1e-3));
+  }
 }
 
 TEST(ClickGeometry, ModelConfigRecordsTheAxes) {
@@ -106,7 +98,7 @@ TEST(ClickGeometry, ModelConfigRecordsTheAxes) {
 }
 
 TEST(ClickGeometry, WeightsTrainedWithOtherAxesAreRejected) {
-  auto c = small_model(model::DensePeAxes::kAligned);
+  auto c = demo_model(model::DensePeAxes::kAligned);
   model::MSAM trained(c);
   const auto path =
       (std::filesystem::temp_directory_path() / "msam_click_geometry.safetensors").string();
@@ -123,7 +115,7 @@ TEST(ClickGeometry, WeightsTrainedWithOtherAxesAreRejected) {
 TEST(RefinementLoop, FeedsBackThePreviousLowResLogitsAndClicksTheTargetGrid) {
   torch::manual_seed(5);
   torch::NoGradGuard no_grad;
-  model::MSAM net(small_model(model::DensePeAxes::kAligned));
+  model::MSAM net(demo_model(model::DensePeAxes::kAligned));
   net->eval();
   auto ctx = net->encode(torch::randn({1, 1, 64, 64, 64}));
   auto target = torch::zeros({1, 1, 64, 64, 64});

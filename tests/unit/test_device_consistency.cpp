@@ -92,18 +92,7 @@ TEST(DeviceConsistency, VitBEncoderAndThreeClicksMatchCpu) {
 
 TEST(DeviceConsistency, TrainingStepMatchesCpu) {
   SKIP_ON_CPU();
-  model::MSAMConfig cfg;  // the tiny CPU configuration's shape
-  cfg.encoder.img_size = 64;
-  cfg.encoder.patch_size = 8;
-  cfg.encoder.embed_dim = 96;
-  cfg.encoder.depth = 2;
-  cfg.encoder.num_heads = 4;
-  cfg.encoder.global_attn_indexes = {1};
-  cfg.encoder.out_chans = 96;
-  cfg.encoder.lora_rank = 4;
-  cfg.adapter_heads = 2;
-  cfg.decoder_heads = 4;
-  cfg.decoder_mlp_dim = 256;
+  const auto cfg = test::tiny_cpu_model_config();
   torch::manual_seed(1);
   const auto image = torch::randn({2, 1, 64, 64, 64});
   const auto target = ball(2, 64, 9);

@@ -1,6 +1,7 @@
 // A choice about the prompt encoder's geometry that no tensor records, in its own header so
 // that the run configuration can name it without LibTorch.
 #pragma once
+#include <utility>
 
 namespace msam::model {
 
@@ -15,5 +16,9 @@ enum class DensePeAxes {
   // trained from scratch, which otherwise have to learn to undo the transposition.
   kAligned,
 };
+
+// The names run configs and checkpoints use.
+inline constexpr std::pair<DensePeAxes, const char*> kDensePeAxesNames[] = {
+    {DensePeAxes::kReference, "reference"}, {DensePeAxes::kAligned, "aligned"}};
 
 }  // namespace msam::model

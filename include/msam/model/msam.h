@@ -109,7 +109,6 @@ struct WeightsFile {
   std::optional<MSAMConfig> config;
 };
 WeightsFile read_weights_file(const std::string& path);
-std::map<std::string, at::Tensor> read_weights(const std::string& path);
 
 // The architecture a set of weights implies (widths, depth, heads, window, global blocks and
 // LoRA rank from tensor shapes; the adapter and decoder head counts are the reference's,
