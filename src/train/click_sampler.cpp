@@ -58,12 +58,29 @@ ErrorRegions error_regions(const torch::Tensor& prev_logits, const torch::Tensor
 torch::Tensor boundary_distance(const torch::Tensor& region) {
   if (region.dim() != 5 || region.size(1) != 1)
     throw Error("boundary_distance: region must be B×1×D×H×W, got " + c10::str(region.sizes()));
-  const int64_t D = region.size(2), H = region.size(3), W = region.size(4);
-  auto inside = region.to(torch::kFloat);
-  auto distance = torch::zeros_like(inside);
+  auto distance = torch::zeros(region.sizes(), region.options().dtype(torch::kFloat));
+  // Erode only the box around the region (over every sample): voxels outside it are outside
+  // the region anyway, so the padding below treats them the same, and a lesion's error region
+  // is a small part of the volume (the first click's, the whole lesion, needs the most steps).
+  int64_t lo[3], len[3];
+  for (int d = 0; d < 3; ++d) {
+    auto along = region;
+    for (int64_t o = 0; o < 5; ++o)
+      if (o != d + 2) along = along.any(o, true);
+    const auto occupied = torch::nonzero(along.flatten());
+    if (occupied.numel() == 0) return distance;
+    lo[d] = occupied.min().item<int64_t>();
+    len[d] = occupied.max().item<int64_t>() + 1 - lo[d];
+  }
+  auto box = [&](const torch::Tensor& t) {
+    return t.narrow(2, lo[0], len[0]).narrow(3, lo[1], len[1]).narrow(4, lo[2], len[2]);
+  };
+  const int64_t D = len[0], H = len[1], W = len[2];
+  auto inside = box(region).to(torch::kFloat);
+  auto box_distance = torch::zeros_like(inside);
   bool cube = false;
   while (inside.any().item<bool>()) {
-    distance += inside;
+    box_distance += inside;
     // Erosion = complement of the dilated complement; the outside of the volume is outside.
     const auto outside = F::pad(1 - inside, F::PadFuncOptions({1, 1, 1, 1, 1, 1}).value(1));
     torch::Tensor grown;
@@ -79,6 +96,7 @@ torch::Tensor boundary_distance(const torch::Tensor& region) {
     inside = 1 - grown;
     cube = !cube;
   }
+  box(distance).copy_(box_distance);
   return distance;
 }
 

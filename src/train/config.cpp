@@ -218,6 +218,8 @@ void validate(const Config& c, const std::string& source) {
                 "must be > 0, got " + number(c.optim.eps));
   check.require(std::isfinite(c.optim.weight_decay) && c.optim.weight_decay >= 0,
                 "optim.weight_decay", "must be >= 0, got " + number(c.optim.weight_decay));
+  check.require(std::isfinite(c.optim.clip_grad_norm) && c.optim.clip_grad_norm >= 0,
+                "optim.clip_grad_norm", "must be >= 0 (0 = off), got " + number(c.optim.clip_grad_norm));
   const auto& m = c.optim.lr_mult;
   for (const auto& [v, key] : std::initializer_list<std::pair<double, const char*>>{
            {m.image_encoder, "image_encoder"}, {m.lora, "lora"},
@@ -548,6 +550,7 @@ void visit(V& v, Config& c) {
     s("betas", o.betas);
     s("eps", o.eps);
     s("weight_decay", o.weight_decay);
+    s("clip_grad_norm", o.clip_grad_norm);
     s.section("lr_mult", [&](V& m) {
       m("image_encoder", o.lr_mult.image_encoder);
       m("lora", o.lr_mult.lora);

@@ -148,6 +148,19 @@ torch::Tensor iteration_loss(const torch::Tensor& logits, const torch::Tensor& t
   return kind == LossKind::kDice ? dice_ce_loss_monai12(l, target) : dice_bce_loss(l, target);
 }
 
+void clip_grad_norm(torch::optim::Optimizer& optimizer, double max_norm) {
+  std::vector<torch::Tensor> grads, norms;
+  for (auto& group : optimizer.param_groups())
+    for (auto& p : group.params())
+      if (p.grad().defined()) {
+        grads.push_back(p.grad());
+        norms.push_back(p.grad().detach().norm(2).to(torch::kFloat));
+      }
+  if (grads.empty()) return;
+  const auto coef = (max_norm / (torch::stack(norms).norm(2) + 1e-6)).clamp_max(1.0);
+  for (auto& g : grads) g.mul_(coef.to(g.scalar_type()));
+}
+
 StepOutput training_step(model::MSAM& model, const torch::Tensor& image,
                          const torch::Tensor& target, const StepSettings& s,
                          torch::Generator& generator, torch::optim::Optimizer& optimizer,
@@ -176,6 +189,10 @@ StepOutput training_step(model::MSAM& model, const torch::Tensor& image,
   }
   optimizer.zero_grad();
   scaler.scale(out.loss).backward();
+  if (s.clip_grad_norm > 0) {
+    scaler.unscale(optimizer);
+    clip_grad_norm(optimizer, s.clip_grad_norm);
+  }
   out.stepped = scaler.step(optimizer);
   scaler.update();
   out.loss = out.loss.detach();
@@ -333,6 +350,7 @@ StepSettings Trainer::step_settings() const {
   s.reduce = config_.loss.reduce;
   s.amp_dtype = amp_dtype(config_.precision);
   s.encoder_frozen = config_.model.freeze == Freeze::kEncoder && config_.model.lora_rank == 0;
+  s.clip_grad_norm = config_.optim.clip_grad_norm;
   return s;
 }
 

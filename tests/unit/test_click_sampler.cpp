@@ -1,6 +1,9 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cstdlib>
+#include <vector>
+
 #include "msam/common/error.h"
 #include "msam/train/click_sampler.h"
 
@@ -184,6 +187,53 @@ TEST(ClickSampler, CenterPicksTheInteriorOfABoxError) {
   const auto p = sample_clicks(l, t, ClickProtocol::kCenter, gen).points[0][0];
   EXPECT_TRUE(p[0].item<int64_t>() == 1 || p[0].item<int64_t>() == 2 ||
               p[0].item<int64_t>() == 5 || p[0].item<int64_t>() == 6);
+}
+
+// The octagonal distance by plain loops: erode (6-neighbourhood first, then 26, alternating)
+// until nothing is left; a voxel's distance is the number of erosions it survived plus one.
+std::vector<float> eroded_distance(const std::vector<uint8_t>& region, int64_t D, int64_t H, int64_t W) {
+  std::vector<uint8_t> inside = region, next(region.size());
+  std::vector<float> distance(region.size(), 0.f);
+  auto at = [&](int64_t d, int64_t h, int64_t w) {
+    return d >= 0 && h >= 0 && w >= 0 && d < D && h < H && w < W && inside[(d * H + h) * W + w];
+  };
+  for (bool cube = false, any = true; any; cube = !cube) {
+    any = false;
+    for (int64_t d = 0; d < D; ++d)
+      for (int64_t h = 0; h < H; ++h)
+        for (int64_t w = 0; w < W; ++w) {
+          const int64_t i = (d * H + h) * W + w;
+          distance[i] += inside[i];
+          bool keep = inside[i];
+          for (int a = -1; a <= 1 && keep; ++a)
+            for (int b = -1; b <= 1 && keep; ++b)
+              for (int c = -1; c <= 1 && keep; ++c)
+                if (cube || std::abs(a) + std::abs(b) + std::abs(c) == 1) keep = at(d + a, h + b, w + c);
+          next[i] = keep;
+          any = any || keep;
+        }
+    std::swap(inside, next);
+  }
+  return distance;
+}
+
+TEST(ClickSampler, BoundaryDistanceMatchesPlainErosion) {
+  // Random blobs away from and touching the volume border, two samples of different extent.
+  const int64_t D = 11, H = 13, W = 9;
+  auto gen = at::detail::createCPUGenerator(5);
+  auto noise = torch::rand({2, 1, D, H, W}, gen);
+  auto region = torch::avg_pool3d(noise, 3, 1, 1) > 0.5;
+  region[1].slice(1, 0, 6).slice(2, 0, 5) = false;  // the second sample's blob in one corner only
+  region[0][0][0][0][0] = true;
+  const auto distance = boundary_distance(region);
+  for (int64_t b = 0; b < 2; ++b) {
+    const auto r = region[b][0].contiguous().to(torch::kByte);
+    const auto expected = eroded_distance(
+        std::vector<uint8_t>(r.data_ptr<uint8_t>(), r.data_ptr<uint8_t>() + r.numel()), D, H, W);
+    const auto got = distance[b][0].contiguous();
+    EXPECT_TRUE(torch::equal(got, torch::tensor(expected).view({D, H, W}))) << "sample " << b;
+  }
+  EXPECT_EQ(boundary_distance(torch::zeros({1, 1, 4, 4, 4}, torch::kBool)).sum().item<float>(), 0.f);
 }
 
 TEST(ClickSampler, AppendClicksForMultiClickMode) {

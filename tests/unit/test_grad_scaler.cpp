@@ -7,6 +7,7 @@
 #include "msam/common/compat.h"
 #include "msam/common/error.h"
 #include "msam/train/grad_scaler.h"
+#include "msam/train/trainer.h"
 
 using namespace msam;
 using namespace msam::train;
@@ -111,4 +112,18 @@ TEST(AutocastGuard, IsANoOpOnTheCpu) {
   }
   compat::AutocastGuard fp32(torch::Device(torch::kCUDA, 0), torch::kFloat);
   EXPECT_FALSE(fp32.active());
+}
+
+TEST(ClipGradNorm, ScalesAllGradientsToTheGlobalNorm) {
+  // Gradients (3) and (4, 0): global norm 5.
+  auto a = torch::zeros({1}, torch::requires_grad()), b = torch::zeros({2}, torch::requires_grad());
+  a.mutable_grad() = torch::tensor({3.f});
+  b.mutable_grad() = torch::tensor({4.f, 0.f});
+  torch::optim::SGD sgd({a, b}, torch::optim::SGDOptions(1.0));
+  clip_grad_norm(sgd, 10.0);  // below the limit: unchanged (up to the 1e-6 guard)
+  EXPECT_NEAR(a.grad().item<float>(), 3.f, 1e-5);
+  clip_grad_norm(sgd, 1.0);
+  EXPECT_NEAR(a.grad().item<float>(), 0.6f, 1e-5);
+  EXPECT_NEAR(b.grad()[0].item<float>(), 0.8f, 1e-5);
+  EXPECT_NEAR(std::hypot(a.grad().item<float>(), b.grad()[0].item<float>()), 1.0, 1e-5);
 }

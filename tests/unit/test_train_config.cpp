@@ -73,6 +73,7 @@ TEST(TrainConfig, DefaultsReproduceTheReference) {
   EXPECT_EQ(c.optim.lr, 8e-4);
   EXPECT_EQ(c.optim.betas, (std::array<double, 2>{0.9, 0.999}));
   EXPECT_EQ(c.optim.weight_decay, 0.1);
+  EXPECT_EQ(c.optim.clip_grad_norm, 0.0);
   EXPECT_EQ(c.optim.lr_mult.adapter, 1.0);
   EXPECT_EQ(c.optim.lr_mult.lora, 1.0);
   EXPECT_EQ(c.optim.lr_mult.prompt_encoder, 0.1);
@@ -138,6 +139,7 @@ TEST(TrainConfig, CopyImageGeometryReachesThePreprocessing) {
 TEST(TrainConfig, ImpossibleValuesNameTheKey) {
   const std::string base = kMinimal;
   EXPECT_TRUE(contains(load_error(base + "optim:\n  lr: -0.1\n"), "run.yaml: optim.lr: must be > 0"));
+  EXPECT_TRUE(contains(load_error(base, {"optim.clip_grad_norm=-1"}), "optim.clip_grad_norm: must be >= 0"));
   EXPECT_TRUE(contains(load_error(base, {"data.split.ratios=[0.5, 0.2, 0.2]"}), "data.split.ratios: train/val/test ratios must sum to 1"));
   EXPECT_TRUE(contains(load_error(base + "model:\n  encoder:\n    embed_dim: 100\n"), "model.encoder.embed_dim: 100 is not divisible by model.encoder.num_heads (12)"));
   EXPECT_TRUE(contains(load_error(base + "model:\n  encoder:\n    depth: 4\n"), "model.encoder.global_attn_indexes: block 5 is outside 0..3"));
@@ -184,7 +186,7 @@ TEST(TrainConfig, OverridesApplyBeforeValidation) {
 TEST(TrainConfig, YamlRoundTripGivesTheSameConfig) {
   const std::string path = write_file("run.yaml", kMinimal);
   const Config c = load_config(
-      path, {"optim.lr=3.3e-4", "data.spacing=[1.5, 1.5, 1.5]", "loss.kind=dice_bce",
+      path, {"optim.lr=3.3e-4", "optim.clip_grad_norm=1.5", "data.spacing=[1.5, 1.5, 1.5]", "loss.kind=dice_bce",
              "data.datasets=[{pairs: [{image: a.nii.gz, label: b.nii.gz}], modality: mr}, "
              "{dataset_json: /msd/dataset.json, target_labels: [1, 2]}]",
              "precision=fp16", "device=cuda", "model.checkpoint=/ckpt/sam med3d.pth",
@@ -193,6 +195,7 @@ TEST(TrainConfig, YamlRoundTripGivesTheSameConfig) {
   const Config back = parse_config(YAML::Load(text), "resolved.yaml");
   EXPECT_EQ(to_yaml(back), text);
   EXPECT_EQ(back.optim.lr, 3.3e-4);
+  EXPECT_EQ(back.optim.clip_grad_norm, 1.5);
   EXPECT_EQ(back.loss.kind, LossKind::kDiceBce);
   ASSERT_EQ(back.data.datasets.size(), 2u);
   ASSERT_EQ(back.data.datasets[0].pairs.size(), 1u);

@@ -45,7 +45,9 @@ Clicks append_clicks(const Clicks& history, const Clicks& newest);
 // Computed on the region's device by iterated erosion alternating the 6- and
 // 26-neighbourhood: the octagonal distance in voxel steps (a voxel touching the outside is
 // at 1), a cheap approximation of the Euclidean one that is exact for axis-aligned boxes.
-// One host sync per erosion step, none per sample.
+// Only the box around the region is eroded (over all samples at once): for a lesion's error
+// region in a 64³ crop that is 10× faster than the whole volume. Host syncs: six to find the
+// box, one per erosion step, none per sample.
 torch::Tensor boundary_distance(const torch::Tensor& region);
 
 }  // namespace msam::train

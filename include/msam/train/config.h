@@ -123,6 +123,9 @@ struct OptimConfig {  // AdamW
   double eps = 1e-8;
   double weight_decay = 0.1;
   LrMultipliers lr_mult;
+  // > 0: scale the gradients down to this global L2 norm before each step (the reference does
+  // not clip; 0 = off).
+  double clip_grad_norm = 0;
 };
 
 struct ScheduleConfig {  // MultiStepLR, stepped once per epoch

@@ -51,6 +51,10 @@ torch::Tensor reference_dice_tensor(const torch::Tensor& logits, const torch::Te
 torch::Tensor iteration_loss(const torch::Tensor& logits, const torch::Tensor& target,
                              LossKind kind);
 
+// Scales every gradient of the optimiser's parameters by min(1, max_norm / (‖g‖ + 1e-6)), ‖g‖
+// the L2 norm over all of them (torch.nn.utils.clip_grad_norm_), on their device: no host sync.
+void clip_grad_norm(torch::optim::Optimizer& optimizer, double max_norm);
+
 // Everything one optimisation step needs besides the model, the batch and the optimiser.
 struct StepSettings {
   RefinementOptions refinement;
@@ -58,6 +62,7 @@ struct StepSettings {
   LossReduce reduce = LossReduce::kSum;
   at::ScalarType amp_dtype = at::kFloat;  // kBFloat16 / kHalf: CUDA autocast
   bool encoder_frozen = false;            // frozen base and no LoRA: encoder without autograd
+  double clip_grad_norm = 0;              // > 0: clip the global gradient norm (unscaled)
 };
 
 struct StepOutput {
