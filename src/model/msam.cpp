@@ -20,9 +20,12 @@ std::string dense_pe_axes_name(DensePeAxes axes) {
 }
 
 DensePeAxes parse_dense_pe_axes(const std::string& name, const std::string& source) {
-  for (const auto& [value, text] : kDensePeAxesNames)
+  std::string known;
+  for (const auto& [value, text] : kDensePeAxesNames) {
     if (name == text) return value;
-  throw file_error(source, "dense_pe_axes '" + name + "' is not one of reference, aligned");
+    known += (known.empty() ? "" : ", ") + std::string(text);
+  }
+  throw file_error(source, "dense_pe_axes '" + name + "' is not one of " + known);
 }
 
 void MSAMConfig::validate() const {

@@ -62,15 +62,16 @@ torch::Tensor boundary_distance(const torch::Tensor& region) {
   // Erode only the box around the region (over every sample): voxels outside it are outside
   // the region anyway, so the padding below treats them the same, and a lesion's error region
   // is a small part of the volume (the first click's, the whole lesion, needs the most steps).
+  const auto occupied = region.any(0).any(0);  // D×H×W: in the region of some sample
   int64_t lo[3], len[3];
   for (int d = 0; d < 3; ++d) {
-    auto along = region;
-    for (int64_t o = 0; o < 5; ++o)
-      if (o != d + 2) along = along.any(o, true);
-    const auto occupied = torch::nonzero(along.flatten());
-    if (occupied.numel() == 0) return distance;
-    lo[d] = occupied.min().item<int64_t>();
-    len[d] = occupied.max().item<int64_t>() + 1 - lo[d];
+    auto along = occupied;
+    for (int64_t o = 2; o >= 0; --o)
+      if (o != d) along = along.any(o);
+    const auto indices = torch::nonzero(along);
+    if (indices.numel() == 0) return distance;
+    lo[d] = indices.min().item<int64_t>();
+    len[d] = indices.max().item<int64_t>() + 1 - lo[d];
   }
   auto box = [&](const torch::Tensor& t) {
     return t.narrow(2, lo[0], len[0]).narrow(3, lo[1], len[1]).narrow(4, lo[2], len[2]);
