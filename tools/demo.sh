@@ -23,10 +23,11 @@ if [ ! -f "$OUT/data/dataset.json" ]; then
   "$MSAM" synth --out "$OUT/data" --cases "$CASES" --seed 7 --max-lesions 1
 fi
 "$MSAM" train --config configs/tiny_cpu.yaml "${SET[@]}" --resume
-# Clicks as in training (configs/tiny_cpu.yaml: centre of the thickest error, all clicks so far);
-# `msam eval` otherwise simulates the reference's (a random error voxel, the newest click only).
+# Clicks as in training (configs/tiny_cpu.yaml: centre of the thickest error, all clicks so far,
+# mask at probability 0.5); `msam eval` otherwise simulates the reference's (a random error
+# voxel, the newest click only, mask = logits > 0.5).
 "$MSAM" eval --config configs/tiny_cpu.yaml "${SET[@]}" --checkpoint "$OUT/best.safetensors" \
-  --split test --clicks 10 --protocol center --multi-click --overlays 3 --save-masks
+  --split test --clicks 10 --protocol center --multi-click --threshold 0 --overlays 3 --save-masks
 
 echo
 echo "demo finished in $(( $(date +%s) - start )) s"

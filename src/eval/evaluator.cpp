@@ -38,7 +38,7 @@ CaseResult evaluate_case(model::MSAM& model, const data::CachedCase& c, const Ev
   auto target = c.label.to(torch::kFloat).unsqueeze(0).unsqueeze(0).to(device);
   auto gen = torch::make_generator<at::CPUGeneratorImpl>(case_seed(options.seed, r.case_id));
   train::RefinementOptions ro{options.clicks, options.protocol, options.multi_click,
-                              train::kReferenceClickThreshold};
+                              options.threshold};
   compat::AutocastGuard amp(device, options.amp_dtype);
   auto ctx = model->encode(image);
   torch::Tensor final_logits;

@@ -54,7 +54,7 @@ const Register reg(
       app.add_option("--protocol", o->protocol, "click protocol: random, fnfp5050, center");
       app.add_flag("--multi-click", o->run.eval.multi_click, "feed all clicks so far");
       app.add_option("--threshold", o->run.eval.threshold,
-                     "mask = logits > threshold (0.5: the reference's choice)");
+                     "mask = logits > threshold, clicks on its errors (0.5: the reference's choice)");
       app.add_option("--nsd-tolerance", o->run.eval.nsd_tolerance_mm, "NSD tolerance in mm");
       app.add_option("--seed", o->run.eval.seed, "click sampling seed");
       app.add_option("--out", o->out, "output folder (default <output>/eval_<split>)");

@@ -19,9 +19,10 @@ struct EvalOptions {
   int64_t clicks = 10;
   train::ClickProtocol protocol = train::ClickProtocol::kRandom;
   bool multi_click = false;
-  // Mask = logits > threshold. 0.5 on logits is what the reference's Dice used (a slip that
-  // its published numbers carry); 0 is the probabilistic 0.5.
-  double threshold = 0.5;
+  // Mask = logits > threshold, and each next click goes to that mask's errors (an annotator
+  // corrects the mask they see). 0.5 on logits is what the reference used for both (a slip
+  // that its published numbers carry); 0 is the probabilistic 0.5.
+  double threshold = train::kReferenceClickThreshold;
   double nsd_tolerance_mm = 1.0;
   uint64_t seed = 0;
   // kBFloat16 / kHalf: the model runs under CUDA autocast (the run's `precision`).
