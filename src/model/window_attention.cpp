@@ -81,7 +81,7 @@ at::Tensor rel_pos_bias(const at::Tensor& q, const at::Tensor& bq, int64_t n, in
                RW.narrow(4, 0, n).narrow(5, 0, n).unsqueeze(4))
                   .contiguous()
                   .view({B, heads, n, n, 1, n * n, n});
-  auto real = (RD.narrow(5, 0, n).contiguous().unsqueeze(5) + kdkh).reshape({B, heads, N, N});
+  auto rd = RD.narrow(5, 0, n).contiguous().unsqueeze(5);
 
   // Pad keys: Σ over the window³ box minus the real n³ box of e^{RD(kw) + RH(kd,kw) + RW(kh,kw)}.
   // With A(kw) = Σ_kd e^{RH}, B(kw) = Σ_kh e^{RW} split into real (< n) and pad (≥ n) parts, the
@@ -94,8 +94,16 @@ at::Tensor rel_pos_bias(const at::Tensor& q, const at::Tensor& bq, int64_t n, in
   auto column = at::cat({at::logaddexp(lA_pad + lB, lA_real + lB_pad).narrow(4, 0, n),
                          (lA + lB).narrow(4, n, w - n)},
                         4);  // (B, heads, qd, qh, kw)
-  auto pad = lse(RD + column.unsqueeze(4)).view({B, heads, N, 1});
-  return at::cat({real, pad}, 3);
+  auto pad = lse(RD + column.unsqueeze(4));
+  if (at::GradMode::is_enabled())  // out= variants have no autograd formula
+    return at::cat({(rd + kdkh).reshape({B, heads, N, N}), pad.view({B, heads, N, 1})}, 3);
+  // Inference: the sum written straight into the bias buffer, without the concatenation's
+  // second pass over the (N, N+1) bias (~0.1 s of the ViT-B encoder's 1.2–1.3 s on a CPU).
+  auto bias = at::empty({B, heads, N, N + 1}, q.options());
+  auto real = bias.narrow(3, 0, N).view({B, heads, n, n, n, n * n, n});
+  at::add_out(real, rd, kdkh);
+  bias.narrow(3, N, 1).view({B, heads, n, n, n}).copy_(pad);
+  return bias;
 }
 
 }  // namespace
