@@ -75,15 +75,21 @@ torch::Tensor boundary_distance(const torch::Tensor& region) {
   // the region anyway, so the padding below treats them the same, and a lesion's error region
   // is a small part of the volume (the first click's, the whole lesion, needs the most steps).
   const auto occupied = region.any(0).any(0);  // D×H×W: in the region of some sample
+  // The three axis profiles of `occupied`, end to end, in one transfer to the host.
+  const auto profiles = torch::cat({occupied.any(2).any(1), occupied.any(2).any(0),
+                                    occupied.any(1).any(0)})
+                            .to(torch::kCPU);
+  const auto* on = profiles.data_ptr<bool>();
   int64_t lo[3], len[3];
   for (int d = 0; d < 3; ++d) {
-    auto along = occupied;
-    for (int64_t o = 2; o >= 0; --o)
-      if (o != d) along = along.any(o);
-    const auto indices = torch::nonzero(along);
-    if (indices.numel() == 0) return distance;
-    lo[d] = indices.min().item<int64_t>();
-    len[d] = indices.max().item<int64_t>() + 1 - lo[d];
+    const int64_t n = region.size(2 + d);
+    int64_t first = 0, last = n - 1;
+    while (first < n && !on[first]) ++first;
+    if (first == n) return distance;
+    while (!on[last]) --last;
+    lo[d] = first;
+    len[d] = last + 1 - first;
+    on += n;
   }
   auto box = [&](const torch::Tensor& t) {
     return t.narrow(2, lo[0], len[0]).narrow(3, lo[1], len[1]).narrow(4, lo[2], len[2]);
@@ -93,7 +99,7 @@ torch::Tensor boundary_distance(const torch::Tensor& region) {
   bool cube = false;
   while (inside.any().item<bool>()) {
     box_distance += inside;
-    // Boolean shifts rather than max-pooling a float mask: 20× faster on a CPU, same sets.
+    // Boolean shifts rather than max-pooling a float mask: same sets, far faster on a CPU.
     inside = cube ? erode_along(erode_along(erode_along(inside, 2), 3), 4)
                   : erode_along(inside, 2).logical_and_(erode_along(inside, 3))
                         .logical_and_(erode_along(inside, 4));

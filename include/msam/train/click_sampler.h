@@ -48,7 +48,7 @@ Clicks append_clicks(const Clicks& history, const Clicks& newest);
 // Only the box around the region is eroded (over all samples at once): for a lesion's error
 // region in a 64³ crop that is 10× faster than the whole volume, and boolean shifts instead of
 // max-pooling a float mask are 16× faster again on a CPU (a 27-voxel-radius lesion's first
-// click: 36 ms instead of 594). Host syncs: six to find the box, one per erosion step, none
+// click: 36 ms instead of 594). Host syncs: one to find the box, one per erosion step, none
 // per sample.
 torch::Tensor boundary_distance(const torch::Tensor& region);
 
