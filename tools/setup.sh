@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs every Debian package that msam's build and tests need. Idempotent: packages
-# already present are left alone, and nothing is fetched when all are installed.
+# Installs every Debian package that msam's build and tests need, and the viewer's npm
+# packages. Idempotent: what is already present is left alone, and nothing is fetched when
+# everything is installed.
 set -euo pipefail
 
 PACKAGES=(
@@ -9,6 +10,9 @@ PACKAGES=(
   libinsighttoolkit5-dev
   libyaml-cpp-dev libspdlog-dev libcli11-dev nlohmann-json3-dev libgtest-dev
   zlib1g-dev python3
+  libcpp-httplib-dev curl jq
+  # the viewer of `msam serve` and its browser test
+  nodejs chromium
 )
 
 missing=()
@@ -20,12 +24,20 @@ done
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "setup: all ${#PACKAGES[@]} packages present"
-  exit 0
+else
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo"
-echo "setup: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# The viewer's NiiVue and the browser test's playwright-core, pinned by web/package-lock.json
+# (npm registry); reinstalled only when the lockfile changes.
+cd "$(dirname "$0")/.."
+if [ ! -f web/node_modules/.package-lock.json ] ||
+   [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then
+  echo "setup: npm ci in web/"
+  npm ci --prefix web --no-audit --no-fund --loglevel=error
+fi

@@ -8,7 +8,7 @@
 #include "msam/common/compat.h"
 #include "msam/data/preprocess.h"
 #include "msam/data/split.h"
-#include "msam/train/refinement.h"
+#include "msam/interaction/refinement.h"
 
 namespace msam::eval {
 namespace {
@@ -37,19 +37,19 @@ CaseResult evaluate_case(model::MSAM& model, const data::CachedCase& c, const Ev
   auto gt = c.label.to(torch::kBool);
   auto target = c.label.to(torch::kFloat).unsqueeze(0).unsqueeze(0).to(device);
   auto gen = torch::make_generator<at::CPUGeneratorImpl>(case_seed(options.seed, r.case_id));
-  train::RefinementOptions ro{options.clicks, options.protocol, options.multi_click,
-                              options.threshold};
+  interaction::RefinementOptions ro{options.clicks, options.protocol, options.multi_click,
+                                    options.threshold};
   compat::AutocastGuard amp(device, options.amp_dtype);
   auto ctx = model->encode(image);
   torch::Tensor final_logits;
-  train::run_refinement(model, ctx, target, ro, gen, [&](const train::IterationResult& it) {
-    auto pred = (it.logits[0][0] > options.threshold).to(torch::kCPU);
-    r.dice_per_click.push_back(crop_dice(pred, gt));
-    auto p = it.click.points[0][0].to(torch::kCPU);
-    r.clicks.push_back(Click{p[0].item<int64_t>(), p[1].item<int64_t>(), p[2].item<int64_t>(),
-                             static_cast<int>(it.click.labels[0][0].item<int64_t>())});
-    final_logits = it.logits;
-  });
+  interaction::run_refinement(
+      model, ctx, ro, interaction::simulated_clicks(target, ro, gen),
+      [&](const interaction::IterationResult& it) {
+        auto pred = (it.logits[0][0] > options.threshold).to(torch::kCPU);
+        r.dice_per_click.push_back(crop_dice(pred, gt));
+        r.clicks.push_back(interaction::from_batch(it.click).front());
+        final_logits = it.logits;
+      });
   r.mask = (final_logits[0][0] > options.threshold).to(torch::kCPU).to(torch::kUInt8);
   MetricOptions mo;
   const auto& sp = c.info.record.patch_geometry.spacing;

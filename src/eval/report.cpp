@@ -338,7 +338,8 @@ void write_line_chart_svg(const std::string& path, const ChartSpec& spec) {
 // ---- overlays ------------------------------------------------------------------------
 
 at::Tensor render_overlay(const at::Tensor& image, const at::Tensor& gt, const at::Tensor& pred,
-                          const std::vector<Click>& clicks, const VoxelIndex& center) {
+                          const std::vector<interaction::Click>& clicks,
+                          const data::Index3& center) {
   if (!image.defined() || image.dim() != 3 || image.numel() == 0)
     throw Error("render_overlay: expected a non-empty (X, Y, Z) image, got " +
                 (image.defined() ? shape_str(image.sizes()) : std::string("an undefined tensor")));
@@ -348,15 +349,16 @@ at::Tensor render_overlay(const at::Tensor& image, const at::Tensor& gt, const a
   auto inside = [&](int64_t x, int64_t y, int64_t z) {
     return x >= 0 && y >= 0 && z >= 0 && x < shape[0] && y < shape[1] && z < shape[2];
   };
-  const std::array<int64_t, 3> c{center.x, center.y, center.z};
+  const data::Index3& c = center;
   if (!inside(c[0], c[1], c[2]))
     throw Error("render_overlay: centre (" + std::to_string(c[0]) + ", " + std::to_string(c[1]) +
                 ", " + std::to_string(c[2]) + ") lies outside the image " + shape_str(shape));
   for (size_t i = 0; i < clicks.size(); ++i) {
-    const Click& k = clicks[i];
-    if (!inside(k.x, k.y, k.z))
-      throw Error("render_overlay: click " + std::to_string(i) + " at (" + std::to_string(k.x) +
-                  ", " + std::to_string(k.y) + ", " + std::to_string(k.z) +
+    const interaction::Click& k = clicks[i];
+    if (!inside(k.voxel[0], k.voxel[1], k.voxel[2]))
+      throw Error("render_overlay: click " + std::to_string(i) + " at (" +
+                  std::to_string(k.voxel[0]) + ", " + std::to_string(k.voxel[1]) + ", " +
+                  std::to_string(k.voxel[2]) +
                   ") lies outside the image " + shape_str(shape));
     if (k.label != 0 && k.label != 1)
       throw Error("render_overlay: click " + std::to_string(i) + " has label " +
@@ -394,8 +396,8 @@ at::Tensor render_overlay(const at::Tensor& image, const at::Tensor& gt, const a
             canvas.set(r * scale + dr, left + col * scale + dc, colour);
       }
     }
-    for (const Click& k : clicks) {
-      const std::array<int64_t, 3> pos{k.x, k.y, k.z};
+    for (const interaction::Click& k : clicks) {
+      const data::Index3& pos = k.voxel;
       if (std::abs(pos[p.axis] - c[p.axis]) > 1) continue;
       const int64_t row = (V - 1 - pos[p.v_dim]) * scale + scale / 2;
       const int64_t col = (U - 1 - pos[p.u_dim]) * scale + scale / 2;
@@ -411,8 +413,8 @@ at::Tensor render_overlay(const at::Tensor& image, const at::Tensor& gt, const a
 }
 
 void render_overlay_png(const std::string& path, const at::Tensor& image, const at::Tensor& gt,
-                        const at::Tensor& pred, const std::vector<Click>& clicks,
-                        const VoxelIndex& center) {
+                        const at::Tensor& pred, const std::vector<interaction::Click>& clicks,
+                        const data::Index3& center) {
   at::Tensor rgb;
   try {
     rgb = render_overlay(image, gt, pred, clicks, center);

@@ -148,7 +148,7 @@ MaskEnhancedAdapterImpl::Trace MaskEnhancedAdapterImpl::forward_trace(
   auto qkv = image_out + side.image + prompt_out + prompt;
   auto o = channels_first(multi_head_self_attention(channels_last(qkv)));
   o = add_norm(o + qkv);
-  // The final MLP keeps its residual and has no norm after it (parity item 10).
+  // The final MLP keeps its residual and has no norm after it (docs/design.md §4.7).
   trace.output = o + channels_first(mlp(channels_last(o)));
   return trace;
 }

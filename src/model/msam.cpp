@@ -7,25 +7,17 @@
 
 #include "msam/common/error.h"
 #include "msam/io/pth_import.h"
+#include "msam/common/names.h"
 #include "msam/io/safetensors.h"
 #include "msam/model/lora.h"
 #include "msam/model/state_dict.h"
 
 namespace msam::model {
 
-std::string dense_pe_axes_name(DensePeAxes axes) {
-  for (const auto& [value, name] : kDensePeAxesNames)
-    if (value == axes) return name;
-  throw Error("invalid dense_pe_axes value");
-}
+std::string dense_pe_axes_name(DensePeAxes axes) { return name_in(kDensePeAxesNames, axes); }
 
 DensePeAxes parse_dense_pe_axes(const std::string& name, const std::string& source) {
-  std::string known;
-  for (const auto& [value, text] : kDensePeAxesNames) {
-    if (name == text) return value;
-    known += (known.empty() ? "" : ", ") + std::string(text);
-  }
-  throw file_error(source, "dense_pe_axes '" + name + "' is not one of " + known);
+  return parse_name(kDensePeAxesNames, name, "dense_pe_axes", source);
 }
 
 void MSAMConfig::validate() const {

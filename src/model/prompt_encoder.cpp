@@ -18,7 +18,7 @@ PositionEmbeddingRandom3DImpl::PositionEmbeddingRandom3DImpl(int64_t num_pos_fea
 torch::Tensor PositionEmbeddingRandom3DImpl::encode_normalized(const torch::Tensor& coords) {
   auto g = positional_encoding_gaussian_matrix.to(torch::kFloat);
   auto c = torch::matmul(2 * coords.to(torch::kFloat) - 1, g) * (2 * M_PI);
-  // The reference concatenates [sin, cos, sin] (sin repeated, parity item 4).
+  // The reference concatenates [sin, cos, sin] (sin repeated, docs/design.md §4.6).
   return torch::cat({torch::sin(c), torch::cos(c), torch::sin(c)}, -1);
 }
 
@@ -73,7 +73,7 @@ torch::Tensor PromptEncoder3DImpl::embed_points(const torch::Tensor& points,
                         1)
                  .unsqueeze(-1);
   auto pe = pe_layer->encode_normalized(coords / static_cast<double>(options_.input_image_size));
-  // As the reference: accumulated in float32 into the float32 PE (parity item 3).
+  // As the reference: accumulated in float32 into the float32 PE (docs/design.md §4.6).
   auto embed = [](const torch::nn::EmbeddingImpl& e) { return e.weight.to(torch::kFloat); };
   pe = torch::where(lab == -1, torch::zeros_like(pe), pe);
   pe = pe + (lab == -1).to(torch::kFloat) * embed(*not_a_point_embed) +

@@ -102,6 +102,18 @@ CheckpointMeta read_checkpoint_meta(const std::string& path) {
   return meta;
 }
 
+std::optional<Config> recorded_run_config(const std::string& path) {
+  if (path.size() < 12 || path.compare(path.size() - 12, 12, ".safetensors") != 0) return {};
+  const auto f = io::read_safetensors(path);
+  const auto it = f.metadata.find("config");
+  if (!f.metadata.count("msam") || it == f.metadata.end()) return {};
+#if MSAM_HAVE_YAML
+  return parse_config(YAML::Load(it->second), path + " (its recorded run configuration)");
+#else
+  return {};
+#endif
+}
+
 void load_optimizer_state(const std::string& path, torch::optim::AdamW& optimizer) {
   const auto meta = read_checkpoint_meta(path);
   const std::string opath = optimizer_path(path);

@@ -24,11 +24,9 @@ const std::vector<std::pair<Modality, std::string>>& enum_names() {
   return v;
 }
 template <>
-const std::vector<std::pair<ClickProtocol, std::string>>& enum_names() {
-  static const std::vector<std::pair<ClickProtocol, std::string>> v{
-      {ClickProtocol::kRandom, "random"},
-      {ClickProtocol::kFnFp5050, "fnfp5050"},
-      {ClickProtocol::kCenter, "center"}};
+const std::vector<std::pair<interaction::ClickProtocol, std::string>>& enum_names() {
+  static const std::vector<std::pair<interaction::ClickProtocol, std::string>> v(
+      std::begin(interaction::kClickProtocolNames), std::end(interaction::kClickProtocolNames));
   return v;
 }
 template <>
@@ -92,7 +90,6 @@ struct Check {
 
 }  // namespace
 
-const char* name(ClickProtocol p) { return enum_name(p).c_str(); }
 c10::ScalarType amp_dtype(Precision p) {
   switch (p) {
     case Precision::kBf16: return c10::kBFloat16;
@@ -103,6 +100,15 @@ c10::ScalarType amp_dtype(Precision p) {
 }
 
 const char* name(Precision p) { return enum_name(p).c_str(); }
+
+Precision parse_precision(const std::string& text, const std::string& source) {
+  std::string known;
+  for (const auto& [value, spelling] : enum_names<Precision>()) {
+    if (text == spelling) return value;
+    known += (known.empty() ? "" : ", ") + spelling;
+  }
+  throw file_error(source, "precision '" + text + "' is not one of " + known);
+}
 
 void validate(const Config& c, const std::string& source) {
   const Check check{source};

@@ -18,7 +18,6 @@
 #include "msam/train/checkpoint.h"
 #include "msam/train/grad_scaler.h"
 #include "msam/train/loss.h"
-#include "msam/train/refinement.h"
 #include "msam/train/scheduler.h"
 
 namespace fs = std::filesystem;
@@ -144,7 +143,7 @@ double reference_dice(const torch::Tensor& logits, const torch::Tensor& target) 
 
 torch::Tensor iteration_loss(const torch::Tensor& logits, const torch::Tensor& target,
                              LossKind kind) {
-  auto l = logits.to(torch::kFloat);
+  auto l = logits.scalar_type() == torch::kDouble ? logits : logits.to(torch::kFloat);
   return kind == LossKind::kDice ? dice_ce_loss_monai12(l, target) : dice_bce_loss(l, target);
 }
 
@@ -161,10 +160,54 @@ void clip_grad_norm(torch::optim::Optimizer& optimizer, double max_norm) {
   for (auto& g : grads) g.mul_(coef.to(g.scalar_type()));
 }
 
+void apply_freeze(model::MSAM& model, const Config& config) {
+  model->image_encoder->freeze_base(config.model.freeze == Freeze::kEncoder);
+}
+
+std::unique_ptr<torch::optim::AdamW> make_optimizer(model::MSAM& model, const OptimConfig& optim) {
+  const auto& m = optim.lr_mult;
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  auto add_group = [&](const std::vector<torch::Tensor>& params, double mult) {
+    std::vector<torch::Tensor> trainable;
+    for (const auto& p : params)
+      if (p.requires_grad()) trainable.push_back(p);
+    if (trainable.empty()) return;
+    auto opts = std::make_unique<torch::optim::AdamWOptions>(optim.lr * mult);
+    opts->betas({optim.betas[0], optim.betas[1]});
+    opts->eps(optim.eps);
+    opts->weight_decay(optim.weight_decay);
+    groups.emplace_back(trainable, std::move(opts));
+  };
+  const auto lora = model->image_encoder->lora_parameters();
+  std::vector<torch::Tensor> encoder_base;
+  for (const auto& p : model->image_encoder->parameters())
+    if (std::none_of(lora.begin(), lora.end(), [&](const auto& l) { return l.is_same(p); }))
+      encoder_base.push_back(p);
+  add_group(encoder_base, m.image_encoder);
+  add_group(lora, m.lora);
+  add_group(model->prompt_encoder->parameters(), m.prompt_encoder);
+  add_group(model->mask_decoder->parameters(), m.mask_decoder);
+  add_group(model->adapter->parameters(), m.adapter);
+  return std::make_unique<torch::optim::AdamW>(
+      std::move(groups), torch::optim::AdamWOptions(optim.lr).weight_decay(optim.weight_decay));
+}
+
+StepSettings step_settings(const Config& config) {
+  StepSettings s;
+  s.refinement = {config.loop.iterations, config.loop.protocol, config.loop.multi_click,
+                  config.loop.threshold};
+  s.loss = config.loss.kind;
+  s.reduce = config.loss.reduce;
+  s.amp_dtype = amp_dtype(config.precision);
+  s.encoder_frozen = config.model.freeze == Freeze::kEncoder && config.model.lora_rank == 0;
+  s.clip_grad_norm = config.optim.clip_grad_norm;
+  return s;
+}
+
 StepOutput training_step(model::MSAM& model, const torch::Tensor& image,
                          const torch::Tensor& target, const StepSettings& s,
-                         torch::Generator& generator, torch::optim::Optimizer& optimizer,
-                         GradScaler& scaler) {
+                         const interaction::ClickSource& clicks,
+                         torch::optim::Optimizer& optimizer, GradScaler& scaler) {
   StepOutput out;
   {
     compat::AutocastGuard amp(image.device(), s.amp_dtype);
@@ -180,12 +223,17 @@ StepOutput training_step(model::MSAM& model, const torch::Tensor& image,
       ctx = model->encode(image);
     }
     out.loss = torch::zeros({}, target.options().dtype(torch::kFloat));
-    run_refinement(model, ctx, target, s.refinement, generator, [&](const IterationResult& it) {
-      const bool last = it.index == s.refinement.iterations - 1;
-      if (s.reduce == LossReduce::kSum || last)
-        out.loss = out.loss + iteration_loss(it.logits, target, s.loss);
-      if (last) out.dice = reference_dice_tensor(it.logits, target);
-    });
+    std::vector<torch::Tensor> losses;
+    interaction::run_refinement(
+        model, ctx, s.refinement, clicks, [&](const interaction::IterationResult& it) {
+          const bool last = it.index == s.refinement.iterations - 1;
+          if (s.reduce == LossReduce::kSum || last) {
+            losses.push_back(iteration_loss(it.logits, target, s.loss));
+            out.loss = out.loss + losses.back();
+          }
+          if (last) out.dice = reference_dice_tensor(it.logits, target);
+        });
+    out.iteration_losses = torch::stack(losses).detach();
   }
   optimizer.zero_grad();
   scaler.scale(out.loss).backward();
@@ -234,10 +282,6 @@ EpochRecord from_json(const nlohmann::json& j) {
   return r;
 }
 
-RefinementOptions refinement_options(const Config& c) {
-  return {c.loop.iterations, c.loop.protocol, c.loop.multi_click, c.loop.threshold};
-}
-
 uint64_t epoch_seed(int64_t seed, int64_t epoch, uint64_t stream) {
   uint64_t s = static_cast<uint64_t>(seed) * 0x9E3779B97F4A7C15ull + stream;
   s ^= static_cast<uint64_t>(epoch) + 0x632BE59BD9B4E019ull + (s << 6) + (s >> 2);
@@ -274,39 +318,11 @@ Trainer::Trainer(Config config, std::string config_source, TrainerOptions option
   }
   if (!resuming && !config_.model.checkpoint.empty())
     log(model::load_weights(model_, config_.model.checkpoint, model::WeightsPolicy::kInitFrom));
-  model_->image_encoder->freeze_base(config_.model.freeze == Freeze::kEncoder);
+  apply_freeze(model_, config_);
   model_->to(device_);
   if (device_.is_cuda()) at::globalContext().setBenchmarkCuDNN(true);  // fixed shapes
 
-  // Per-module learning rates as the reference's AdamW groups.
-  const auto& m = config_.optim.lr_mult;
-  const double lr = config_.optim.lr;
-  std::vector<torch::optim::OptimizerParamGroup> groups;
-  auto add_group = [&](std::vector<torch::Tensor> params, double mult) {
-    std::vector<torch::Tensor> trainable;
-    for (auto& p : params)
-      if (p.requires_grad()) trainable.push_back(p);
-    if (trainable.empty()) return;
-    auto opts = std::make_unique<torch::optim::AdamWOptions>(lr * mult);
-    opts->betas({config_.optim.betas[0], config_.optim.betas[1]});
-    opts->eps(config_.optim.eps);
-    opts->weight_decay(config_.optim.weight_decay);
-    groups.emplace_back(std::move(trainable), std::move(opts));
-  };
-  auto lora = model_->image_encoder->lora_parameters();
-  std::vector<torch::Tensor> encoder_base;
-  for (auto& p : model_->image_encoder->parameters()) {
-    bool is_lora = false;
-    for (auto& l : lora) is_lora = is_lora || l.is_same(p);
-    if (!is_lora) encoder_base.push_back(p);
-  }
-  add_group(encoder_base, m.image_encoder);
-  add_group(lora, m.lora);
-  add_group(model_->prompt_encoder->parameters(), m.prompt_encoder);
-  add_group(model_->mask_decoder->parameters(), m.mask_decoder);
-  add_group(model_->adapter->parameters(), m.adapter);
-  optimizer_ = std::make_unique<torch::optim::AdamW>(
-      std::move(groups), torch::optim::AdamWOptions(lr).weight_decay(config_.optim.weight_decay));
+  optimizer_ = make_optimizer(model_, config_.optim);
   scheduler_ = std::make_unique<MultiStepLR>(*optimizer_, config_.schedule.milestones,
                                              config_.schedule.gamma,
                                              config_.schedule.warmup_epochs);
@@ -317,7 +333,7 @@ Trainer::Trainer(Config config, std::string config_source, TrainerOptions option
   if (resuming) {
     const auto meta = read_checkpoint_meta(latest_checkpoint());
     log(model::load_weights(model_, latest_checkpoint(), model::WeightsPolicy::kExact));
-    model_->image_encoder->freeze_base(config_.model.freeze == Freeze::kEncoder);
+    apply_freeze(model_, config_);
     model_->to(device_);
     load_optimizer_state(latest_checkpoint(), *optimizer_);
     scheduler_->load_state(nlohmann::json::parse(meta.extra.at("scheduler")));
@@ -343,17 +359,6 @@ std::string Trainer::best_checkpoint() const {
 
 void Trainer::log(const std::string& line) const { options_.log(line); }
 
-StepSettings Trainer::step_settings() const {
-  StepSettings s;
-  s.refinement = refinement_options(config_);
-  s.loss = config_.loss.kind;
-  s.reduce = config_.loss.reduce;
-  s.amp_dtype = amp_dtype(config_.precision);
-  s.encoder_frozen = config_.model.freeze == Freeze::kEncoder && config_.model.lora_rank == 0;
-  s.clip_grad_norm = config_.optim.clip_grad_norm;
-  return s;
-}
-
 EpochRecord Trainer::train_epoch(int64_t epoch) {
   model_->train();
   data::LoaderOptions lo;
@@ -365,7 +370,7 @@ EpochRecord Trainer::train_epoch(int64_t epoch) {
   lo.seed = static_cast<uint64_t>(config_.seed);
   data::EpochLoader loader(data_.train, lo, epoch);
   auto gen = torch::make_generator<at::CPUGeneratorImpl>(epoch_seed(config_.seed, epoch, 1));
-  const StepSettings settings = step_settings();
+  const StepSettings settings = step_settings(config_);
   EpochRecord rec;
   rec.epoch = epoch + 1;
   rec.lr = scheduler_->current_lrs().empty() ? 0 : scheduler_->current_lrs().back();
@@ -380,7 +385,10 @@ EpochRecord Trainer::train_epoch(int64_t epoch) {
     if (!batch) break;
     auto image = batch->image.to(device_);
     auto target = batch->label.to(device_).to(torch::kFloat);
-    const auto step = training_step(model_, image, target, settings, gen, *optimizer_, *scaler_);
+    const auto step =
+        training_step(model_, image, target, settings,
+                      interaction::simulated_clicks(target, settings.refinement, gen), *optimizer_,
+                      *scaler_);
     ++global_step_;
     ++batches;
     samples += image.size(0);
@@ -430,7 +438,7 @@ std::pair<double, double> Trainer::validate(int64_t epoch) {
   data::EpochLoader loader(data_.val, lo, 0);
   // The same clicks every epoch, so validation Dice is comparable across epochs.
   auto gen = torch::make_generator<at::CPUGeneratorImpl>(epoch_seed(config_.seed, 0, 2));
-  const RefinementOptions ro = refinement_options(config_);
+  const auto ro = step_settings(config_).refinement;
   double loss_sum = 0, dice_sum = 0;
   int64_t n = 0, nd = 0;
   while (auto batch = loader.next()) {
@@ -438,12 +446,14 @@ std::pair<double, double> Trainer::validate(int64_t epoch) {
     auto target = batch->label.to(device_).to(torch::kFloat);
     auto ctx = model_->encode(image);
     double loss = 0, dice = NAN;
-    run_refinement(model_, ctx, target, ro, gen, [&](const IterationResult& it) {
-      const bool last = it.index == ro.iterations - 1;
-      if (config_.loss.reduce == LossReduce::kSum || last)
-        loss += iteration_loss(it.logits, target, config_.loss.kind).item<double>();
-      if (last) dice = reference_dice(it.logits, target);
-    });
+    interaction::run_refinement(
+        model_, ctx, ro, interaction::simulated_clicks(target, ro, gen),
+        [&](const interaction::IterationResult& it) {
+          const bool last = it.index == ro.iterations - 1;
+          if (config_.loss.reduce == LossReduce::kSum || last)
+            loss += iteration_loss(it.logits, target, config_.loss.kind).item<double>();
+          if (last) dice = reference_dice(it.logits, target);
+        });
     loss_sum += loss;
     ++n;
     if (std::isfinite(dice)) {

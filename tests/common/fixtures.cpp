@@ -92,20 +92,13 @@ struct TempRoot {
 };
 }  // namespace
 
-model::MSAMConfig tiny_cpu_model_config() {
-  model::MSAMConfig c;
-  c.encoder.img_size = 64;
-  c.encoder.patch_size = 8;
-  c.encoder.embed_dim = 96;
-  c.encoder.depth = 2;
-  c.encoder.num_heads = 4;
-  c.encoder.global_attn_indexes = {1};
-  c.encoder.out_chans = 96;
-  c.encoder.lora_rank = 4;
-  c.adapter_heads = 2;
-  c.decoder_heads = 4;
-  c.decoder_mlp_dim = 256;
-  return c;
+std::map<std::string, at::Tensor> module_fixture_weights() {
+  std::map<std::string, at::Tensor> w;
+  for (const char* f : {"image_encoder_small.safetensors", "prompt_encoder.safetensors",
+                        "mea.safetensors", "mask_decoder.safetensors"})
+    for (const auto& [k, v] : parity_fixture(f).tensors)
+      if (k.rfind("input.", 0) != 0 && k.rfind("output.", 0) != 0) w[k] = v;
+  return w;
 }
 
 std::string temp_dir(const std::string& tag) {

@@ -3,10 +3,12 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <map>
 #include <string>
 
 #include "msam/io/safetensors.h"
 #include "msam/model/msam.h"
+#include "msam/model/presets.h"
 
 namespace msam::test {
 
@@ -19,12 +21,12 @@ std::string checkpoint_path(const std::string& file);  // fixtures/checkpoints/<
 // Parsed once per process; tests share the result.
 const io::TensorFile& parity_fixture(const std::string& file);
 
+// The weights of fixtures a–d (image encoder, prompt encoder, adapter, mask decoder) under the
+// model's parameter names, without their inputs and outputs.
+std::map<std::string, at::Tensor> module_fixture_weights();
+
 // A fresh, empty temporary folder removed at process exit.
 std::string temp_dir(const std::string& tag);
-
-// The model of configs/tiny_cpu.yaml: 64³ input, 8³ patches (a 32³ low-res mask), width 96,
-// 2 encoder blocks, LoRA rank 4.
-model::MSAMConfig tiny_cpu_model_config();
 
 // Where the model tests run: the CPU, or the GPU with MSAM_TEST_DEVICE=cuda (tools/gpu_check.sh).
 // There TF32 is off, so float32 means float32.
@@ -43,7 +45,7 @@ torch::Tensor on_device(const torch::Tensor& t);
 ::testing::AssertionResult all_close(const torch::Tensor& actual, const torch::Tensor& ref,
                                      double atol, double rtol);
 
-// Tolerances from fixtures/parity/README.md.
+// Tolerances of docs/design.md §9 (the fixtures' float32-vs-float64 differences).
 struct Tol {
   double atol, rtol;
 };

@@ -22,15 +22,6 @@ model::MSAMConfig small_config(int64_t lora_rank) {
   return c;
 }
 
-std::map<std::string, at::Tensor> fixture_weights() {
-  std::map<std::string, at::Tensor> w;
-  for (const char* f : {"image_encoder_small.safetensors", "prompt_encoder.safetensors",
-                        "mea.safetensors", "mask_decoder.safetensors"})
-    for (const auto& [k, v] : test::parity_fixture(f).tensors)
-      if (k.rfind("input.", 0) != 0 && k.rfind("output.", 0) != 0) w[k] = v;
-  return w;
-}
-
 void check_loop(model::MSAM& net, torch::ScalarType dtype, const test::Tol& tol,
                 const test::Tol& loop_tol, bool from_image) {
   torch::NoGradGuard no_grad;
@@ -50,7 +41,7 @@ void check_loop(model::MSAM& net, torch::ScalarType dtype, const test::Tol& tol,
     MSAM_EXPECT_CLOSE(prompts.sparse, fx.at(pre + "sparse_embeddings"), tol);
     auto pred = net->click(ctx, points, labels, low);
     // Click 0 sees only fixed inputs; later clicks see fed-back logits, which amplify
-    // rounding differences (fixtures README: use the click-loop tolerance).
+    // rounding differences (docs/design.md §9: the click-loop tolerance).
     const auto& t = k == 0 ? tol : loop_tol;
     MSAM_EXPECT_CLOSE(pred.low_res_masks, fx.at(pre + "low_res_masks"), t) << "click " << k;
     MSAM_EXPECT_CLOSE(pred.iou_pred, fx.at(pre + "iou_pred"), t) << "click " << k;
@@ -64,13 +55,15 @@ void check_loop(model::MSAM& net, torch::ScalarType dtype, const test::Tol& tol,
 
 TEST(ClickLoopParity, Float32FromImageEmbedding) {
   model::MSAM net(small_config(0));
-  model::load_weights(net, fixture_weights(), model::WeightsPolicy::kExact, "fixtures");
+  model::load_weights(net, test::module_fixture_weights(), model::WeightsPolicy::kExact,
+                      "fixtures");
   check_loop(net, torch::kFloat, test::kModuleF32, test::kClickLoopF32, false);
 }
 
 TEST(ClickLoopParity, Float64FromImage) {
   model::MSAM net(small_config(0));
-  model::load_weights(net, fixture_weights(), model::WeightsPolicy::kExact, "fixtures");
+  model::load_weights(net, test::module_fixture_weights(), model::WeightsPolicy::kExact,
+                      "fixtures");
   check_loop(net, torch::kDouble, test::kF64PointPE, test::Tol{1e-5, 1e-5}, true);
 }
 

@@ -1,4 +1,4 @@
-// Parity with fixtures/parity/loss_metrics.safetensors (README section g).
+// Parity with fixtures/parity/loss_metrics.safetensors (docs/design.md §4.8 and §8).
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 

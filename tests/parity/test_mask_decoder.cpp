@@ -1,4 +1,4 @@
-// new_MaskDecoder3D with the MEA adapter against mask_decoder.safetensors (parity item 11).
+// new_MaskDecoder3D with the MEA adapter against mask_decoder.safetensors (docs/design.md §2.6).
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 

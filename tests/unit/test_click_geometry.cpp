@@ -10,12 +10,12 @@
 
 #include "fixtures.h"
 #include "msam/common/error.h"
+#include "msam/interaction/click_sampler.h"
+#include "msam/interaction/refinement.h"
 #include "msam/io/safetensors.h"
 #include "msam/model/msam.h"
 #include "msam/model/prompt_encoder.h"
 #include "msam/model/state_dict.h"
-#include "msam/train/click_sampler.h"
-#include "msam/train/refinement.h"
 
 using namespace msam;
 
@@ -39,15 +39,15 @@ model::PromptEncoder3D odd_patch_encoder(model::DensePeAxes axes) {
 // training and evaluation loop computes it: sampler → prompt encoder.
 torch::Tensor click_encoding(model::PromptEncoder3D& pe, const torch::Tensor& target) {
   auto gen = torch::make_generator<at::CPUGeneratorImpl>(1);
-  const auto click = train::sample_clicks(torch::zeros_like(target), target,
-                                          train::ClickProtocol::kRandom, gen);
+  const auto click = interaction::sample_clicks(torch::zeros_like(target), target,
+                                          interaction::ClickProtocol::kRandom, gen);
   const auto sparse = pe->forward(click.points, click.labels).sparse;
   return sparse[0][0] - pe->point_embeddings->ptr<torch::nn::EmbeddingImpl>(1)->weight[0];
 }
 
 // The demo's model with the given axes.
 model::MSAMConfig demo_model(model::DensePeAxes axes) {
-  auto c = test::tiny_cpu_model_config();
+  auto c = model::tiny_cpu_config();
   c.dense_pe_axes = axes;
   return c;
 }
@@ -120,11 +120,12 @@ TEST(RefinementLoop, FeedsBackThePreviousLowResLogitsAndClicksTheTargetGrid) {
   auto ctx = net->encode(torch::randn({1, 1, 64, 64, 64}));
   auto target = torch::zeros({1, 1, 64, 64, 64});
   target.slice(2, 20, 40).slice(3, 5, 15).slice(4, 30, 50).fill_(1);
-  train::RefinementOptions ro;
+  interaction::RefinementOptions ro;
   ro.iterations = 3;
   auto gen = torch::make_generator<at::CPUGeneratorImpl>(2);
   auto prompt = torch::zeros({1, 1, 32, 32, 32});
-  train::run_refinement(net, ctx, target, ro, gen, [&](const train::IterationResult& it) {
+  interaction::run_refinement(net, ctx, ro, interaction::simulated_clicks(target, ro, gen),
+                              [&](const interaction::IterationResult& it) {
     ASSERT_EQ(it.low_res.sizes(), (std::vector<int64_t>{1, 1, 32, 32, 32}));
     ASSERT_EQ(it.logits.sizes(), target.sizes());
     const auto p = it.click.points[0][0];

@@ -5,10 +5,10 @@
 #include <vector>
 
 #include "msam/common/error.h"
-#include "msam/train/click_sampler.h"
+#include "msam/interaction/click_sampler.h"
 
 using namespace msam;
-using namespace msam::train;
+using namespace msam::interaction;
 
 namespace {
 

@@ -7,10 +7,10 @@
 #include <torch/torch.h>
 
 #include "fixtures.h"
+#include "msam/interaction/click_sampler.h"
 #include "msam/model/cuda_graphs.h"
 #include "msam/model/msam.h"
 #include "msam/model/state_dict.h"
-#include "msam/train/click_sampler.h"
 #include "msam/train/trainer.h"
 
 using namespace msam;
@@ -92,7 +92,7 @@ TEST(DeviceConsistency, VitBEncoderAndThreeClicksMatchCpu) {
 
 TEST(DeviceConsistency, TrainingStepMatchesCpu) {
   SKIP_ON_CPU();
-  const auto cfg = test::tiny_cpu_model_config();
+  const auto cfg = model::tiny_cpu_config();
   torch::manual_seed(1);
   const auto image = torch::randn({2, 1, 64, 64, 64});
   const auto target = ball(2, 64, 9);
@@ -114,7 +114,10 @@ TEST(DeviceConsistency, TrainingStepMatchesCpu) {
     torch::optim::SGD opt(params, torch::optim::SGDOptions(1.0));
     train::GradScaler scaler(train::GradScalerOptions{65536.0, 2.0, 0.5, 2000, false});
     auto gen = torch::make_generator<at::CPUGeneratorImpl>(5);
-    auto out = train::training_step(net, image.to(d), target.to(d), s, gen, opt, scaler);
+    const auto t = target.to(d);
+    auto out = train::training_step(net, image.to(d), t, s,
+                                    interaction::simulated_clicks(t, s.refinement, gen), opt,
+                                    scaler);
     return std::make_pair(out.loss.to(torch::kCPU), model::state_dict(*net));
   };
   const auto [cpu_loss, cpu_state] = step(torch::kCPU);
@@ -138,12 +141,12 @@ TEST(DeviceConsistency, ClickSamplerGivesTheCpuClicksForASeed) {
   torch::manual_seed(3);
   const auto target = ball(3, 32, 7);
   const auto logits = torch::randn({3, 1, 32, 32, 32}) * 3;
-  for (auto protocol : {train::ClickProtocol::kRandom, train::ClickProtocol::kFnFp5050,
-                        train::ClickProtocol::kCenter}) {
+  for (auto protocol : {interaction::ClickProtocol::kRandom, interaction::ClickProtocol::kFnFp5050,
+                        interaction::ClickProtocol::kCenter}) {
     auto g_cpu = torch::make_generator<at::CPUGeneratorImpl>(11);
     auto g_dev = torch::make_generator<at::CPUGeneratorImpl>(11);
-    const auto a = train::sample_clicks(logits, target, protocol, g_cpu);
-    const auto b = train::sample_clicks(logits.to(test::device()), target.to(test::device()),
+    const auto a = interaction::sample_clicks(logits, target, protocol, g_cpu);
+    const auto b = interaction::sample_clicks(logits.to(test::device()), target.to(test::device()),
                                         protocol, g_dev);
     EXPECT_TRUE(torch::equal(a.points, b.points.to(torch::kCPU))) << static_cast<int>(protocol);
     EXPECT_TRUE(torch::equal(a.labels, b.labels.to(torch::kCPU))) << static_cast<int>(protocol);

@@ -263,8 +263,8 @@ struct OverlayCase {
       torch::arange(16, torch::kFloat).view({16, 1, 1}).expand({16, 12, 8}).contiguous();
   torch::Tensor gt = torch::zeros({16, 12, 8}, torch::kBool);
   torch::Tensor pred = torch::zeros({16, 12, 8}, torch::kUInt8);
-  std::vector<eval::Click> clicks{{12, 9, 4, 1}, {2, 5, 6, 0}, {7, 6, 5, 1}};
-  eval::VoxelIndex center{6, 5, 4};
+  std::vector<interaction::Click> clicks{{{12, 9, 4}, 1}, {{2, 5, 6}, 0}, {{7, 6, 5}, 1}};
+  data::Index3 center{6, 5, 4};
   OverlayCase() {
     using torch::indexing::Slice;
     gt.index_put_({Slice(4, 9), Slice(3, 8), Slice(2, 7)}, true);

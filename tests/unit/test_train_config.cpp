@@ -65,7 +65,7 @@ TEST(TrainConfig, DefaultsReproduceTheReference) {
   EXPECT_EQ(c.model.decoder.mlp, 2048);
   EXPECT_EQ(c.model.freeze, Freeze::kEncoder);
   EXPECT_EQ(c.loop.iterations, 11);
-  EXPECT_EQ(c.loop.protocol, ClickProtocol::kRandom);
+  EXPECT_EQ(c.loop.protocol, interaction::ClickProtocol::kRandom);
   EXPECT_FALSE(c.loop.multi_click);
   EXPECT_EQ(c.loop.threshold, 0.5);
   EXPECT_EQ(c.loss.kind, LossKind::kDice);
@@ -165,7 +165,7 @@ TEST(TrainConfig, OverridesApplyBeforeValidation) {
   EXPECT_EQ(c.optim.lr, 1e-4);
   EXPECT_EQ(c.model.encoder.global_attn_indexes, (std::vector<int64_t>{1, 3}));
   EXPECT_EQ(c.model.encoder.depth, 4);
-  EXPECT_EQ(c.loop.protocol, ClickProtocol::kCenter);
+  EXPECT_EQ(c.loop.protocol, interaction::ClickProtocol::kCenter);
   EXPECT_EQ(c.data.datasets[0].modality, Modality::kMR);
   ASSERT_TRUE(c.data.spacing.has_value());
   EXPECT_EQ(*c.data.spacing, (std::array<double, 3>{1.5, 1.5, 2.0}));

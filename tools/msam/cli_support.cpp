@@ -13,6 +13,7 @@
 #include "msam/imageio/image_io.h"
 #endif
 #include "msam/io/safetensors.h"
+#include "msam/train/checkpoint.h"
 #include "msam/model/msam.h"
 
 namespace fs = std::filesystem;
@@ -40,11 +41,72 @@ eval::OriginalLabelReader original_label_reader() { return {}; }
 
 void log_line(const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); }
 
-train::ClickProtocol parse_protocol(const std::string& name) {
-  if (name == "random") return train::ClickProtocol::kRandom;
-  if (name == "fnfp5050") return train::ClickProtocol::kFnFp5050;
-  if (name == "center") return train::ClickProtocol::kCenter;
-  throw Error("--protocol: unknown click protocol '" + name + "' (random, fnfp5050, center)");
+at::ScalarType autocast_dtype(const std::string& precision, const torch::Device& device) {
+  const auto p = train::parse_precision(precision, "--precision");
+  if (p != train::Precision::kFp32 && !device.is_cuda())
+    throw Error("--precision " + precision + " needs --device cuda (the CPU runs fp32)");
+  return train::amp_dtype(p);
+}
+
+namespace {
+
+interaction::ScanModality session_modality(const std::string& modality) {
+  if (modality == "ct") return interaction::ScanModality::kCT;
+  if (modality == "mr") return interaction::ScanModality::kMR;
+  if (modality == "auto") return interaction::ScanModality::kAuto;
+  throw Error("--modality: '" + modality + "' is not one of auto, ct, mr");
+}
+
+std::string spacing_text(const data::Point3& s) {
+  return std::to_string(s[0]) + " " + std::to_string(s[1]) + " " + std::to_string(s[2]);
+}
+
+}  // namespace
+
+void set_preprocessing(const std::string& checkpoint, const std::vector<double>& spacing,
+                       const std::string& modality, interaction::SessionOptions& options) {
+  if (!spacing.empty() && spacing.size() != 3) throw Error("--spacing needs three values (mm)");
+  const auto run = train::recorded_run_config(checkpoint);
+  std::optional<data::Point3> trained_spacing;
+  std::optional<interaction::ScanModality> trained_modality;
+  if (run) {
+    if (run->data.spacing) trained_spacing = *run->data.spacing;
+    for (const auto& d : run->data.datasets) {
+      const auto m = d.modality == train::Modality::kCT ? interaction::ScanModality::kCT
+                                                         : interaction::ScanModality::kMR;
+      trained_modality = !trained_modality || *trained_modality == m
+                             ? m
+                             : interaction::ScanModality::kAuto;  // mixed: decide per scan
+    }
+  }
+  if (!spacing.empty()) {
+    options.spacing = data::Point3{spacing[0], spacing[1], spacing[2]};
+    if (run && trained_spacing != options.spacing)
+      log_line("warning: --spacing " + spacing_text(*options.spacing) + " differs from the " +
+               (trained_spacing ? spacing_text(*trained_spacing) + " mm" : "native spacing") +
+               " " + checkpoint + " was trained at");
+  } else {
+    options.spacing = trained_spacing;
+    if (trained_spacing)
+      log_line("preprocessing: resampled to " + spacing_text(*trained_spacing) +
+               " mm, as " + checkpoint + " was trained");
+  }
+  if (!modality.empty()) {
+    options.modality = session_modality(modality);
+    if (trained_modality && *trained_modality != options.modality)
+      log_line("warning: --modality " + modality + " differs from the modality " + checkpoint +
+               " was trained on");
+  } else {
+    options.modality = trained_modality.value_or(interaction::ScanModality::kAuto);
+  }
+}
+
+model::MSAM load_inference_model(const std::string& checkpoint, const torch::Device& device,
+                                 std::string* summary) {
+  auto model = model::load_for_inference(checkpoint, summary);
+  model->to(device);
+  model->set_cuda_graphs(device.is_cuda());
+  return model;
 }
 
 namespace {
@@ -55,7 +117,7 @@ std::string safe_name(std::string id) {
   return id;
 }
 
-eval::VoxelIndex lesion_center(const at::Tensor& label) {
+data::Index3 lesion_center(const at::Tensor& label) {
   auto idx = label.nonzero();
   if (idx.size(0) == 0)
     return {label.size(0) / 2, label.size(1) / 2, label.size(2) / 2};
@@ -127,10 +189,9 @@ std::vector<eval::CaseResult> evaluate_entries(const std::string& checkpoint,
     }
 #endif
     if (static_cast<int>(i) < o.overlays) {
-      std::vector<eval::Click> clicks = r.clicks;
       eval::render_overlay_png(
           (fs::path(o.out_dir) / "overlays" / (safe_name(r.case_id) + ".png")).string(),
-          c.image.to(torch::kFloat), c.label, r.mask, clicks, lesion_center(c.label));
+          c.image.to(torch::kFloat), c.label, r.mask, r.clicks, lesion_center(c.label));
     }
     char line[200];
     std::snprintf(line, sizeof line, "[%zu/%zu] %s  Dice@1 %.4f  Dice@%lld %.4f  (%.1f s)", i + 1,
@@ -176,7 +237,7 @@ std::vector<eval::CaseResult> evaluate_entries(const std::string& checkpoint,
   }
   sum.close();
   js["settings"] = {{"clicks", o.eval.clicks},
-                    {"protocol", train::name(o.eval.protocol)},
+                    {"protocol", interaction::name(o.eval.protocol)},
                     {"threshold_on_logits", o.eval.threshold},
                     {"nsd_tolerance_mm", o.eval.nsd_tolerance_mm},
                     {"seed", o.eval.seed},

@@ -6,6 +6,8 @@
 
 #include "msam/data/cache.h"
 #include "msam/eval/evaluator.h"
+#include "msam/interaction/session.h"
+#include "msam/model/msam.h"
 #include "msam/train/config.h"
 
 namespace msam::cli {
@@ -19,7 +21,21 @@ eval::OriginalLabelReader original_label_reader();
 
 void log_line(const std::string& line);  // stderr, one line
 
-train::ClickProtocol parse_protocol(const std::string& name);
+// The autocast dtype of a --precision value (fp32, bf16, fp16) on `device`: kFloat, or
+// kBFloat16 / kHalf, which need a CUDA device (the CPU runs fp32).
+at::ScalarType autocast_dtype(const std::string& precision, const torch::Device& device);
+
+// The preprocessing of msam segment and msam serve: what the checkpoint was trained with
+// (the run configuration msam train records: data.spacing, the datasets' modality), unless
+// the command line says otherwise (`spacing` non-empty, `modality` non-empty: auto, ct or mr),
+// with a warning where the two differ. Files that record no run (reference .pth) get the
+// command line's values, or the native spacing and modality auto.
+void set_preprocessing(const std::string& checkpoint, const std::vector<double>& spacing,
+                       const std::string& modality, interaction::SessionOptions& options);
+
+// A checkpoint ready for clicks on `device` (CUDA graphs there); `summary` says what loaded.
+model::MSAM load_inference_model(const std::string& checkpoint, const torch::Device& device,
+                                 std::string* summary);
 
 // Evaluates every cache entry with `model` and writes per_case.csv, summary.csv,
 // summary.json, dice_vs_clicks.svg (and masks / overlays when asked) into `out_dir`.

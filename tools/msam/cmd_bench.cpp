@@ -18,11 +18,21 @@
 #include "msam/common/error.h"
 #include "msam/data/benchmark.h"
 #include "msam/model/cuda_graphs.h"
+#include "msam/interaction/refinement.h"
 #include "msam/model/msam.h"
-#include "msam/train/refinement.h"
+#include "msam/model/presets.h"
 #include "msam/train/trainer.h"
 #ifdef MSAM_HAVE_ITK
 #include "msam/imageio/image_io.h"
+#endif
+#ifdef MSAM_HAVE_SERVE
+#include <httplib.h>
+
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "msam/serve/scan_files.h"
+#include "msam/serve/server.h"
 #endif
 
 namespace msam::cli {
@@ -38,6 +48,7 @@ struct Options {
   std::string train;       // "auto": training steps on CUDA only; "on" / "off"
   std::string batch_sizes = "2,8";
   int train_repeats = 5;
+  int serve_clicks = 0;  // > 0: time this many clicks through msam serve's HTTP API
 };
 
 // The reference Python implementation (SAM-Med3D + M-SAM, PyTorch 2.11, fp32, random
@@ -58,13 +69,6 @@ std::vector<std::string> split_list(const std::string& s) {
   for (std::string item; std::getline(ss, item, ',');)
     if (!item.empty()) out.push_back(item);
   return out;
-}
-
-at::ScalarType amp_dtype(const std::string& precision) {
-  if (precision == "fp32") return at::kFloat;
-  if (precision == "bf16") return at::kBFloat16;
-  if (precision == "fp16") return at::kHalf;
-  throw Error("--precision: unknown precision '" + precision + "' (fp32, bf16, fp16)");
 }
 
 double median_seconds(int repeats, const std::function<void()>& fn, const torch::Device& d) {
@@ -151,6 +155,71 @@ void bench_data(int repeats) {
 }
 #endif
 
+#ifdef MSAM_HAVE_SERVE
+double percentile(std::vector<double> v, double q) {
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(q * (v.size() - 1) + 0.5))];
+}
+
+// A person's clicks as `msam serve` answers them, against the same clicks on an
+// interaction::Session in this process: p50 / p95 of each, and of the difference per click
+// (round trip minus the server's own time for it: HTTP, JSON, the socket). Every click is on
+// the same voxel of a 160×160×64 CT-like scan, so each costs one refinement iteration in one
+// window, as a person refining a lesion does; the window's encoding is done before timing.
+void bench_serve(const std::string& label, model::MSAM net, const torch::Device& device,
+                 int clicks) {
+  torch::manual_seed(0);
+  data::Volume scan{(torch::randn({160, 160, 64}) * 200).round(), {}, "bench"};
+  interaction::SessionOptions so;
+  so.device = device;
+  const interaction::UserClick click{{80, 80, 32}, interaction::kForeground,
+                                     interaction::Space::kVoxel};
+  std::vector<double> local;
+  {
+    interaction::Session session(net, scan, so);
+    session.add_click(click);
+    for (int i = 0; i < clicks; ++i) local.push_back(session.add_click(click).milliseconds);
+  }
+  serve::ServerOptions options;
+  options.port = 0;
+  options.session = so;
+  serve::Server server(net, options);
+  const int port = server.bind();
+  std::thread thread([&] { server.run(); });
+  httplib::Client client("127.0.0.1", port);
+  client.set_read_timeout(600, 0);
+  const auto created = client.Post("/api/sessions", httplib::Headers{{"X-Filename", "s.nii"}},
+                                   serve::volume_bytes(scan, ".nii"), "application/octet-stream");
+  if (!created || created->status != 201) throw Error("bench --serve: the session failed");
+  const auto url = "/api/sessions/" + nlohmann::json::parse(created->body).at("id").get<std::string>() +
+                   "/clicks";
+  const std::string body = R"({"point": [80, 80, 32], "label": "fg"})";
+  std::vector<double> round_trip, server_side, overhead;
+  for (int i = 0; i <= clicks; ++i) {
+    const auto a = std::chrono::steady_clock::now();
+    const auto r = client.Post(url, body, "application/json");
+    const double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a).count();
+    if (!r || r->status != 200) throw Error("bench --serve: a click failed");
+    if (i == 0) continue;  // encodes the window
+    const double inside = nlohmann::json::parse(r->body).at("ms").get<double>();
+    round_trip.push_back(ms);
+    server_side.push_back(inside);
+    overhead.push_back(ms - inside);
+  }
+  server.stop();
+  thread.join();
+  auto line = [&](const std::string& what, const std::vector<double>& v) {
+    row(label + ": " + what, "%10.2f ms", percentile(v, 0.5),
+        "p95 " + std::to_string(percentile(v, 0.95)).substr(0, 7) + " ms");
+  };
+  line("click in process", local);
+  line("click through HTTP", round_trip);
+  line("  of which in the server", server_side);
+  line("  HTTP + JSON overhead", overhead);
+}
+#endif
+
 // Inference: encoder (fast and padded window paths), one click with and without the
 // per-volume adapter cache, and the whole refinement loop of one volume.
 void bench_inference(const Options& o, const torch::Device& device, const std::string& precision) {
@@ -163,7 +232,7 @@ void bench_inference(const Options& o, const torch::Device& device, const std::s
   net->image_encoder->merge_lora();  // as `load_for_inference`
   net->eval();
   net->to(device);
-  compat::AutocastGuard amp(device, amp_dtype(precision));
+  compat::AutocastGuard amp(device, autocast_dtype(precision, device));
   // Drawn on the CPU: the same input on every device, and no CUDA generator involved.
   auto image = torch::randn({1, 1, 128, 128, 128}).to(device);
   const std::string tag = " [" + precision + "]";
@@ -208,12 +277,13 @@ void bench_inference(const Options& o, const torch::Device& device, const std::s
   // The whole interaction as evaluation runs it: encoder, then 10 clicks each sampled from
   // the error region of the previous prediction, the low-res logits fed back.
   const auto target = ball_targets(1, 128, device);
-  train::RefinementOptions ro;
+  interaction::RefinementOptions ro;
   ro.iterations = 10;
   auto loop = [&] {
     auto gen = torch::make_generator<at::CPUGeneratorImpl>(7);
     auto c = net->encode(image);
-    train::run_refinement(net, c, target, ro, gen, [](const train::IterationResult&) {});
+    interaction::run_refinement(net, c, ro, interaction::simulated_clicks(target, ro, gen),
+                                [](const interaction::IterationResult&) {});
   };
   loop();
   const double whole = median_seconds(o.repeats, loop, device);
@@ -264,14 +334,16 @@ void bench_training(const Options& o, const torch::Device& device, const std::st
   train::GradScaler scaler(so);
   train::StepSettings s;
   s.refinement.iterations = 11;
-  s.amp_dtype = amp_dtype(precision);
+  s.amp_dtype = autocast_dtype(precision, device);
   auto image = torch::randn({batch, 1, 128, 128, 128}).to(device);
   auto target = ball_targets(batch, 128, device);
   auto gen = torch::make_generator<at::CPUGeneratorImpl>(3);
   double first_loss = 0, last_loss = 0;
   int64_t skipped = 0;
   auto step = [&] {
-    auto out = train::training_step(net, image, target, s, gen, optimizer, scaler);
+    auto out = train::training_step(net, image, target, s,
+                                    interaction::simulated_clicks(target, s.refinement, gen),
+                                    optimizer, scaler);
     skipped += out.stepped ? 0 : 1;
     last_loss = out.loss.item<double>();
   };
@@ -309,10 +381,7 @@ int run(const Options& o) {
   torch::Device device(cuda ? torch::kCUDA : torch::kCPU);
   const auto precisions = split_list(o.precisions.empty() ? (cuda ? "fp32,bf16" : "fp32")
                                                           : o.precisions);
-  for (const auto& p : precisions) {
-    amp_dtype(p);
-    if (!cuda && p != "fp32") throw Error("--precision " + p + " needs --device cuda");
-  }
+  for (const auto& p : precisions) autocast_dtype(p, device);
   const bool train = o.train == "on" || (o.train == "auto" && cuda) || (o.train.empty() && cuda);
   std::vector<int64_t> batches;
   for (const auto& b : split_list(o.batch_sizes)) {
@@ -333,6 +402,21 @@ int run(const Options& o) {
   if (train)
     for (const auto& p : precisions)
       for (auto b : batches) bench_training(o, device, p, b);
+  if (o.serve_clicks > 0) {
+#ifdef MSAM_HAVE_SERVE
+    torch::manual_seed(0);
+    model::MSAMConfig vit_b;
+    vit_b.encoder.lora_rank = 4;
+    for (const auto& [label, cfg] : {std::pair{"tiny", model::tiny_cpu_config()}, std::pair{"ViT-B", vit_b}}) {
+      model::MSAM net(cfg);
+      net->eval();
+      net->to(device);
+      bench_serve(label, net, device, o.serve_clicks);
+    }
+#else
+    throw Error("--serve needs a build with msam serve (ITK and cpp-httplib)");
+#endif
+  }
   if (o.data) {
 #ifdef MSAM_HAVE_ITK
     bench_data(o.repeats);
@@ -363,6 +447,9 @@ const Register reg("bench", "Time the encoder, clicks, the click loop and traini
                                     "training-step batch sizes, comma-separated (default 2,8)");
                      app.add_option("--train-repeats", o->train_repeats,
                                     "timed training steps per configuration (median)");
+                     app.add_option("--serve", o->serve_clicks,
+                                    "also time N clicks through msam serve's HTTP API against "
+                                    "the same clicks in process (tiny and ViT-B models)");
                      app.add_flag("--data", o->data,
                                   "also time the data pipeline (raw CT -> cache -> batch)");
                      return [o] { return run(*o); };

@@ -25,7 +25,7 @@ int run(Options o) {
   else if (o.split == "val") entries = &data.val;
   else if (o.split == "train") entries = &data.train;
   else throw Error("--split: unknown split '" + o.split + "' (train, val, test)");
-  o.run.eval.protocol = parse_protocol(o.protocol);
+  o.run.eval.protocol = interaction::parse_click_protocol(o.protocol, "--protocol");
   o.run.device = config.device == train::DeviceKind::kCuda ? "cuda" : "cpu";
   o.run.eval.amp_dtype = train::amp_dtype(config.precision);
   o.run.out_dir = o.out.empty()

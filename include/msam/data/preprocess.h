@@ -1,4 +1,4 @@
-// The deterministic part of the SAM-Med3D / M-SAM preprocessing (DESIGN.md §5), per case:
+// The deterministic part of the SAM-Med3D / M-SAM preprocessing (docs/design.md §6), per case:
 // reorient to RAS+, optional resample, clamp CT, binarise the target, crop-or-pad to 128³
 // around the lesion, z-score over voxels > 0. Every step is recorded so that a prediction on
 // the 128³ patch can be put back onto the original scan grid.

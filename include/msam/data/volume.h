@@ -18,7 +18,7 @@ struct Geometry {
 };
 
 // `data` is (X, Y, Z): the first tensor dim is ITK's fastest-varying index, matching the
-// torchio/nibabel arrays SAM-Med3D and M-SAM were trained on (DESIGN.md §5). Images are
+// torchio/nibabel arrays SAM-Med3D and M-SAM were trained on (docs/design.md §5). Images are
 // float32; label maps keep an integer dtype. The strides may be any: msam::imageio returns
 // a view of the file's x-fastest buffer (strides (1, X, X·Y)) rather than a transposed
 // copy, so code that reads raw memory calls .contiguous() first.

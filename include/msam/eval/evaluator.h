@@ -11,18 +11,18 @@
 #include "msam/eval/metrics.h"
 #include "msam/eval/report.h"
 #include "msam/model/msam.h"
-#include "msam/train/config.h"
+#include "msam/interaction/click.h"
 
 namespace msam::eval {
 
 struct EvalOptions {
   int64_t clicks = 10;
-  train::ClickProtocol protocol = train::ClickProtocol::kRandom;
+  interaction::ClickProtocol protocol = interaction::ClickProtocol::kRandom;
   bool multi_click = false;
   // Mask = logits > threshold, and each next click goes to that mask's errors (an annotator
   // corrects the mask they see). 0.5 on logits is what the reference used for both (a slip
   // that its published numbers carry); 0 is the probabilistic 0.5.
-  double threshold = train::kReferenceClickThreshold;
+  double threshold = interaction::kReferenceClickThreshold;
   double nsd_tolerance_mm = 1.0;
   uint64_t seed = 0;
   // kBFloat16 / kHalf: the model runs under CUDA autocast (the run's `precision`).
@@ -34,7 +34,7 @@ struct CaseResult {
   std::vector<double> dice_per_click;  // crop Dice after clicks 1..N
   CaseMetrics crop;                    // after the last click, in the preprocessed crop
   std::optional<CaseMetrics> original; // after paste-back onto the original scan grid
-  std::vector<Click> clicks;           // (x, y, z) crop voxel indices and labels
+  std::vector<interaction::Click> clicks;  // in the crop
   at::Tensor mask;                     // final crop mask, uint8 (X, Y, Z)
   double seconds = 0;
 };

@@ -1,6 +1,6 @@
 // Per-case segmentation metrics (Dice, IoU, HD, HD95, ASSD, NSD) with the MONAI 1.2 surface
-// conventions that the reference evaluation used (fixtures/parity/README.md, section g), and
-// their summary over a set of cases.
+// conventions that the reference evaluation used (docs/design.md §8; pinned by the fixture
+// loss_metrics.safetensors, `output.metrics.*`), and their summary over a set of cases.
 #pragma once
 #include <ATen/ATen.h>
 

@@ -8,6 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "msam/data/geometry_ops.h"
+#include "msam/interaction/click.h"
+
 namespace msam::eval {
 
 // ---- line charts ---------------------------------------------------------------------
@@ -38,18 +41,9 @@ void write_line_chart_svg(const std::string& path, const ChartSpec& spec);  // a
 
 // ---- overlays ------------------------------------------------------------------------
 
-struct VoxelIndex {
-  int64_t x = 0, y = 0, z = 0;
-};
-
-struct Click {
-  int64_t x = 0, y = 0, z = 0;
-  int label = 1;  // SAM point labels: 1 foreground, 0 background
-};
-
 // Three panels side by side, each a slice through `center` of the (X, Y, Z) arrays:
 // axial (XY plane at z), coronal (XZ at y), sagittal (YZ at x). The arrays are RAS+
-// (DESIGN.md §5), shown in radiological convention: +y (anterior) and +z (superior) point
+// (docs/design.md §5), shown in radiological convention: +y (anterior) and +z (superior) point
 // up; +x (the patient's right) is on the viewer's left in the axial and coronal panels and
 // +y (anterior) on the viewer's left in the sagittal panel.
 // The image is grey, windowed to its 1st-99th percentile over the whole volume; the
@@ -63,10 +57,12 @@ struct Click {
 // be undefined to leave that contour out. Bad shapes or indices throw msam::Error.
 // Returns (H, W, 3) uint8, row 0 at the top.
 at::Tensor render_overlay(const at::Tensor& image, const at::Tensor& gt, const at::Tensor& pred,
-                          const std::vector<Click>& clicks, const VoxelIndex& center);
+                          const std::vector<interaction::Click>& clicks,
+                          const data::Index3& center);
 void render_overlay_png(const std::string& path, const at::Tensor& image, const at::Tensor& gt,
-                        const at::Tensor& pred, const std::vector<Click>& clicks,
-                        const VoxelIndex& center);
+                        const at::Tensor& pred,
+                        const std::vector<interaction::Click>& clicks,
+                        const data::Index3& center);
 
 // ---- CSV -----------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ namespace msam::model {
 // Which grid index feeds which row of the Gaussian matrix in the dense PE. Points are always
 // encoded as (d, h, w) in tensor index order (the reference's `argwhere` order).
 enum class DensePeAxes {
-  // The reference's grid feeds [index along dim 1, dim 0, dim 2] (parity item 5), so a click
+  // The reference's grid feeds [index along dim 1, dim 0, dim 2] (docs/design.md §4.5): a click
   // at (d, h, w) shares the encoding of embedding cell (h, d, w), not of the cell it lies in.
   // Pretrained SAM-Med3D / M-SAM weights expect it.
   kReference,

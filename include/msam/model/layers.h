@@ -33,7 +33,8 @@ TORCH_MODULE(MLPBlock);
 // For logits S[qd,qh,qw, kd,kh,kw] the reference adds
 //   RD[qd,qh,qw, kw] + RH[qd,qh, kd, kw] + RW[qd,qh, kh, kw]
 // (RH/RW read the query row whose w index is replaced by kd / kh), not the textbook
-// RD[..,kd] + RH[..,kh] + RW[..,kw]. Trained weights depend on it: do not "fix" it.
+// RD[..,kd] + RH[..,kh] + RW[..,kw]. Trained weights depend on it: do not "fix" it
+// (docs/design.md §4.1).
 // q: (B, n, n, n, hd) unscaled queries; tables (2n-1)×hd. Returns (B, n³, n³).
 torch::Tensor scrambled_rel_pos_bias(const torch::Tensor& q, const torch::Tensor& rel_d,
                                      const torch::Tensor& rel_h, const torch::Tensor& rel_w);

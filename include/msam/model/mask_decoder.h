@@ -39,7 +39,7 @@ TORCH_MODULE(TokenAttention);
 
 // Self-attention of the tokens, token→image attention, token MLP, image→token attention,
 // each followed by a LayerNorm (eps 1e-5). With skip_first_layer_pe the self-attention sees
-// no PE and has no residual (reference layer 0, parity item 11).
+// no PE and has no residual (reference layer 0, docs/design.md §2.6).
 class TwoWayAttentionBlock3DImpl : public torch::nn::Module {
  public:
   TwoWayAttentionBlock3DImpl(int64_t dim, int64_t num_heads, int64_t mlp_dim,

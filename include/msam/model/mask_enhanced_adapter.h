@@ -25,8 +25,8 @@ struct MaskEnhancedAdapterOptions {
 
 // The adapter's self-attention unit (reference mea.py `Attention`) on B×g×g×g×C tokens:
 //   y = proj(MHSA(norm1(x))) + x;  return mlp(norm2(y))
-// MHSA uses the scrambled decomposed rel-pos (parity item 0). There is no residual around
-// the MLP: the output is the MLP output alone (parity item 8).
+// MHSA uses the scrambled decomposed rel-pos (docs/design.md §4.1). There is no residual
+// around the MLP: the output is the MLP output alone (docs/design.md §4.7).
 class AdapterAttentionImpl : public torch::nn::Module {
  public:
   AdapterAttentionImpl(int64_t width, int64_t num_heads, int64_t grid);
@@ -41,7 +41,7 @@ class AdapterAttentionImpl : public torch::nn::Module {
 TORCH_MODULE(AdapterAttention);
 
 // One image/prompt block (reference `new_BiDirectionalAttention`). Despite the name there is
-// no cross attention: each stream self-attends over a sum of both (parity item 9).
+// no cross attention: each stream self-attends over a sum of both (docs/design.md §4.7).
 class BiDirectionalAttentionImpl : public torch::nn::Module {
  public:
   BiDirectionalAttentionImpl(int64_t width, int64_t num_heads, int64_t grid);

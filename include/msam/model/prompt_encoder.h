@@ -22,7 +22,7 @@ struct PromptEncoderOptions {
 };
 
 // Random-Fourier positional encoding (reference `PositionEmbeddingRandom3D`). Always
-// evaluated in float32, as the reference does whatever the model dtype (parity item 3).
+// evaluated in float32, as the reference does whatever the model dtype (docs/design.md §4.6).
 class PositionEmbeddingRandom3DImpl : public torch::nn::Module {
  public:
   explicit PositionEmbeddingRandom3DImpl(int64_t num_pos_feats);

@@ -31,7 +31,7 @@ at::Tensor window_unpartition3d(const at::Tensor& windows, int64_t window,
 // (n < window), evaluated for the real queries only. Every pad token has q = k = v = the qkv
 // bias, so the 2232 pad keys collapse into one key (the k bias) and one value (the v bias)
 // whose logit is the log of their summed relative-position weight (closed form in
-// DESIGN.md §2 and reference/window_attention.py).
+// docs/design.md §4.3; the padding it reproduces is §4.2).
 //   q, k, v: (B, heads, n³, hd) of the real tokens (row-major d, h, w)
 //   qkv_bias: (3, heads, hd)
 //   rel_d/h/w: (2·window−1)×hd tables, or all undefined for no relative position

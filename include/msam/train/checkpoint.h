@@ -6,7 +6,10 @@
 #include <torch/optim/adamw.h>
 
 #include <map>
+#include <optional>
 #include <string>
+
+#include "msam/train/config.h"
 
 namespace msam::train {
 
@@ -31,5 +34,10 @@ CheckpointMeta read_checkpoint_meta(const std::string& path);
 void load_optimizer_state(const std::string& path, torch::optim::AdamW& optimizer);
 
 std::string optimizer_path(const std::string& checkpoint_path);
+
+// The run configuration a checkpoint of `msam train` records (its preprocessing among it:
+// data.spacing, the datasets' modality); none for other weight files (a reference .pth, a
+// converted checkpoint).
+std::optional<Config> recorded_run_config(const std::string& checkpoint_path);
 
 }  // namespace msam::train

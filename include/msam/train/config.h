@@ -1,5 +1,5 @@
 // The run configuration: one YAML file describes a training run. Defaults reproduce the
-// reference (train_msam.py with SAM-Med3D-turbo's ViT-B, DESIGN.md §3-4).
+// reference (train_msam.py with SAM-Med3D-turbo's ViT-B, docs/design.md §3.5).
 #pragma once
 #include <c10/core/ScalarType.h>
 
@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "msam/interaction/click_protocol.h"
 #include "msam/model/dense_pe_axes.h"
 
 #if MSAM_HAVE_YAML
@@ -19,7 +20,6 @@
 namespace msam::train {
 
 enum class Modality { kCT, kMR };  // CT intensities are clamped to [-1000, 1000]
-enum class ClickProtocol { kRandom, kFnFp5050, kCenter };
 enum class LossKind { kDice, kDiceBce };
 enum class LossReduce { kSum, kLast };  // over refinement iterations
 enum class Freeze { kEncoder, kNone };  // kEncoder: the encoder's own weights; LoRA trains
@@ -91,15 +91,11 @@ struct ModelConfig {
   model::DensePeAxes dense_pe_axes = model::DensePeAxes::kReference;
 };
 
-// The reference thresholds the previous *logits* at 0.5 (not sigmoid at 0.5) when it
-// computes the error region for the next click; this is that threshold.
-constexpr double kReferenceClickThreshold = 0.5;
-
 struct LoopConfig {
   int64_t iterations = 11;  // 1 click + 10 refinements
-  ClickProtocol protocol = ClickProtocol::kRandom;
+  interaction::ClickProtocol protocol = interaction::ClickProtocol::kRandom;
   bool multi_click = false;  // feed all clicks so far instead of only the newest
-  double threshold = kReferenceClickThreshold;
+  double threshold = interaction::kReferenceClickThreshold;  // mask = logits > threshold
 };
 
 struct LossConfig {
@@ -155,8 +151,9 @@ struct Config {
 // the key, e.g. "run.yaml: optim.lr: must be > 0, got -1".
 void validate(const Config& config, const std::string& source);
 
-const char* name(ClickProtocol p);
 const char* name(Precision p);
+// "fp32", "bf16" or "fp16"; anything else throws msam::Error naming `source`.
+Precision parse_precision(const std::string& text, const std::string& source);
 // The autocast dtype of a precision: kFloat (no autocast), kBFloat16 or kHalf.
 c10::ScalarType amp_dtype(Precision p);
 

@@ -8,10 +8,10 @@
 
 #include "msam/data/cache.h"
 #include "msam/data/split.h"
+#include "msam/interaction/refinement.h"
 #include "msam/model/msam.h"
 #include "msam/train/config.h"
 #include "msam/train/grad_scaler.h"
-#include "msam/train/refinement.h"
 #include "msam/train/scheduler.h"
 
 namespace msam::train {
@@ -47,7 +47,8 @@ double reference_dice(const torch::Tensor& logits, const torch::Tensor& target);
 // sides), so that a training step need not wait for it.
 torch::Tensor reference_dice_tensor(const torch::Tensor& logits, const torch::Tensor& target);
 
-// Loss of one refinement iteration's full-size logits (computed in float32).
+// Loss of one refinement iteration's full-size logits, computed in float32 or wider (float64
+// logits stay float64).
 torch::Tensor iteration_loss(const torch::Tensor& logits, const torch::Tensor& target,
                              LossKind kind);
 
@@ -55,9 +56,17 @@ torch::Tensor iteration_loss(const torch::Tensor& logits, const torch::Tensor& t
 // the L2 norm over all of them (torch.nn.utils.clip_grad_norm_), on their device: no host sync.
 void clip_grad_norm(torch::optim::Optimizer& optimizer, double max_norm);
 
+// The run's freeze policy: `model.freeze: encoder` freezes the image encoder's own weights
+// (its LoRA, if any, trains); everything else trains.
+void apply_freeze(model::MSAM& model, const Config& config);
+
+// AdamW over the trainable parameters in the reference's groups (image encoder, LoRA, prompt
+// encoder, mask decoder, adapter), each at `optim.lr` times its `lr_mult`.
+std::unique_ptr<torch::optim::AdamW> make_optimizer(model::MSAM& model, const OptimConfig& optim);
+
 // Everything one optimisation step needs besides the model, the batch and the optimiser.
 struct StepSettings {
-  RefinementOptions refinement;
+  interaction::RefinementOptions refinement;
   LossKind loss = LossKind::kDice;
   LossReduce reduce = LossReduce::kSum;
   at::ScalarType amp_dtype = at::kFloat;  // kBFloat16 / kHalf: CUDA autocast
@@ -67,17 +76,22 @@ struct StepSettings {
 
 struct StepOutput {
   torch::Tensor loss;  // scalar, on the model's device
+  torch::Tensor iteration_losses;  // the summands of `loss`: every iteration's, or the last's
   torch::Tensor dice;  // reference Dice after the last iteration, scalar (may be NaN)
   bool stepped = true; // false: fp16 overflow, the optimiser step was skipped
 };
 
-// One training step as the reference: image encoder once, the refinement loop with the loss of
-// every iteration (or the last), backward through the whole loop, optimiser step through the
-// grad scaler. No host synchronisation except the scaler's overflow check (fp16 only).
+// The step settings of a run configuration.
+StepSettings step_settings(const Config& config);
+
+// One training step as the reference: image encoder once, the refinement loop with clicks from
+// `clicks` (the trainer's: simulated from `target`) and the loss of every iteration (or the
+// last), backward through the whole loop, optimiser step through the grad scaler. No host
+// synchronisation except the scaler's overflow check (fp16 only).
 StepOutput training_step(model::MSAM& model, const torch::Tensor& image,
                          const torch::Tensor& target, const StepSettings& settings,
-                         torch::Generator& generator, torch::optim::Optimizer& optimizer,
-                         GradScaler& scaler);
+                         const interaction::ClickSource& clicks,
+                         torch::optim::Optimizer& optimizer, GradScaler& scaler);
 
 struct EpochRecord {
   int64_t epoch = 0;  // 1-based
@@ -109,7 +123,6 @@ class Trainer {
  private:
   EpochRecord train_epoch(int64_t epoch);
   std::pair<double, double> validate(int64_t epoch);  // (loss, dice)
-  StepSettings step_settings() const;
   void save(const std::string& path, int64_t epochs_done);
   void write_reports() const;
   void log(const std::string& line) const;

@@ -1,17 +1,11 @@
-// Click protocols of the refinement loop (DESIGN.md §3), batched on the tensors' device:
+// Click protocols of the refinement loop (docs/design.md §3.2), batched on the tensors' device:
 // one draw per sample from a torch::Generator, no host round trip per sample.
 #pragma once
 #include <torch/torch.h>
 
-#include "msam/train/config.h"
+#include "msam/interaction/click.h"
 
-namespace msam::train {
-
-// Points B×N×3 (long, (d,h,w) = tensor index order) and labels B×N (long, 1 = foreground).
-struct Clicks {
-  torch::Tensor points;
-  torch::Tensor labels;
-};
+namespace msam::interaction {
 
 // Error regions of the previous prediction against the target, each B×1×D×H×W bool.
 // The prediction is `prev_logits > threshold`; the reference uses 0.5 on the *logits*
@@ -52,4 +46,4 @@ Clicks append_clicks(const Clicks& history, const Clicks& newest);
 // per sample.
 torch::Tensor boundary_distance(const torch::Tensor& region);
 
-}  // namespace msam::train
+}  // namespace msam::interaction

@@ -1,8 +1,8 @@
-#include "msam/train/click_sampler.h"
+#include "msam/interaction/click_sampler.h"
 
 #include "msam/common/error.h"
 
-namespace msam::train {
+namespace msam::interaction {
 
 namespace {
 
@@ -157,4 +157,4 @@ Clicks append_clicks(const Clicks& history, const Clicks& newest) {
           torch::cat({history.labels, newest.labels}, 1)};
 }
 
-}  // namespace msam::train
+}  // namespace msam::interaction

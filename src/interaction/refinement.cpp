@@ -1,0 +1,50 @@
+#include "msam/interaction/refinement.h"
+
+#include <torch/torch.h>
+
+#include "msam/common/error.h"
+#include "msam/interaction/click_sampler.h"
+
+namespace msam::interaction {
+
+ClickSource simulated_clicks(const torch::Tensor& target, const RefinementOptions& options,
+                             torch::Generator& generator) {
+  return [target, options, &generator](int64_t, const torch::Tensor& prev_logits) {
+    return sample_clicks(prev_logits, target, options.protocol, generator, options.threshold);
+  };
+}
+
+ClickSource given_clicks(std::vector<Clicks> clicks) {
+  return [clicks = std::move(clicks)](int64_t index, const torch::Tensor&) {
+    if (index >= static_cast<int64_t>(clicks.size()))
+      throw Error("refinement: iteration " + std::to_string(index + 1) + " has no click (" +
+                  std::to_string(clicks.size()) + " given)");
+    return clicks[static_cast<size_t>(index)];
+  };
+}
+
+void run_refinement(model::MSAM& model, const model::VolumeContext& ctx,
+                    const RefinementOptions& options, const ClickSource& source,
+                    const std::function<void(const IterationResult&)>& on_iteration) {
+  const int64_t B = ctx.image_embedding.size(0), r = model->config().low_res_size(),
+                S = model->config().encoder.img_size;
+  const auto opts = ctx.image_embedding.options();
+  // The reference starts from an all-zero prediction and an all-zero low-res prompt.
+  torch::Tensor logits = torch::zeros({B, 1, S, S, S}, opts);
+  torch::Tensor low_res = torch::zeros({B, 1, r, r, r}, opts);
+  Clicks history;
+  for (int64_t i = 0; i < options.iterations; ++i) {
+    Clicks click;
+    {
+      torch::NoGradGuard no_grad;
+      click = source(i, logits.detach());
+    }
+    history = options.multi_click ? append_clicks(history, click) : click;
+    auto pred = model->click(ctx, history.points, history.labels, low_res);
+    low_res = pred.low_res_masks;
+    logits = model->upsample(low_res);
+    on_iteration(IterationResult{i, logits, low_res, click});
+  }
+}
+
+}  // namespace msam::interaction
