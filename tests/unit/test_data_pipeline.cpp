@@ -168,7 +168,7 @@ TEST(DatasetDiscovery, MsdJsonAndCombinedDatasets) {
   ASSERT_EQ(cases.size(), 2u);
   EXPECT_EQ(cases[0].id, "Task01/lung_1");
   EXPECT_EQ(cases[0].image, (msd / "imagesTr/lung_1.nii.gz").string());
-  EXPECT_EQ(cases[1].id, "extra/mask");
+  EXPECT_EQ(cases[1].id, "extra/scan");
   EXPECT_EQ(cases[1].targets, std::vector<int>{2});
 
   touch(msd / "dataset.json", R"({"training": [{"image": "./imagesTr/gone.nii.gz", "label": "./labelsTr/lung_1.nii.gz"}]})");
@@ -180,6 +180,44 @@ TEST(DatasetDiscovery, MsdJsonAndCombinedDatasets) {
     discover_cases(std::vector<DatasetSpec>{{"same", "", {pair}, {}, {}}, {"same", "", {pair}, {}, {}}});
   });
   EXPECT_NE(dup.find("'same'"), std::string::npos) << dup;
+}
+
+TEST(DatasetDiscovery, PairsAreNamedAfterTheirImagesWhichMayBeDicomFolders) {
+  // BraTS: one segmentation for four MR sequences; a DICOM series is a folder of slices.
+  const fs::path dir = msam::test::temp_dir("shared_label");
+  for (const char* f : {"p1_flair.nii.gz", "p1_t1.nii.gz", "p1_0000.nii.gz", "p1_seg.nii.gz", "ct/1.dcm"})
+    touch(dir / f);
+  const auto seg = (dir / "p1_seg.nii.gz").string();
+  const auto cases = discover_cases(DatasetSpec{"brats", "",
+                                                {{(dir / "p1_flair.nii.gz").string(), seg},
+                                                 {(dir / "p1_t1.nii.gz").string(), seg},
+                                                 {(dir / "p1_0000.nii.gz").string(), seg},
+                                                 {(dir / "ct/").string(), seg}},
+                                                {},
+                                                Modality::MR});
+  std::vector<std::string> ids;
+  for (const auto& c : cases) ids.push_back(c.id);
+  // Only nnU-Net folders drop a _0000 channel suffix; a folder is named after itself.
+  EXPECT_EQ(ids, (std::vector<std::string>{"brats/ct", "brats/p1_0000", "brats/p1_flair", "brats/p1_t1"}));
+  EXPECT_EQ(cases[0].image, (dir / "ct/").string());
+  EXPECT_EQ(cases[2].label, seg);
+
+  // Two images of the same name collide, and the message names both.
+  touch(dir / "other/p1_t1.nii.gz");
+  const auto dup = error_of([&] {
+    discover_cases(DatasetSpec{"brats", "",
+                               {{(dir / "p1_t1.nii.gz").string(), seg},
+                                {(dir / "other/p1_t1.nii.gz").string(), seg}},
+                               {},
+                               {}});
+  });
+  EXPECT_NE(dup.find("'brats/p1_t1' appears twice"), std::string::npos) << dup;
+  EXPECT_NE(dup.find("other/p1_t1.nii.gz"), std::string::npos) << dup;
+
+  const auto missing = error_of([&] {
+    discover_cases(DatasetSpec{"x", "", {{(dir / "gone").string(), seg}}, {}, {}});
+  });
+  EXPECT_NE(missing.find("gone: no such file or DICOM series folder"), std::string::npos) << missing;
 }
 
 // ---- splits -----------------------------------------------------------------------------
