@@ -2,6 +2,7 @@
 
 #include <c10/util/Exception.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -110,12 +111,33 @@ std::string fnv1a_hex(const std::string& text) {
 
 SourceStamp stamp_file(const std::string& path) {
   std::error_code ec;
-  const auto size = fs::file_size(path, ec);
-  if (ec) throw file_error(path, "cannot stat: " + ec.message());
-  const auto mtime = fs::last_write_time(path, ec);
-  if (ec) throw file_error(path, "cannot stat: " + ec.message());
-  return {path, size,
-          std::chrono::duration_cast<std::chrono::nanoseconds>(mtime.time_since_epoch()).count()};
+  const auto mtime_ns = [&](const fs::path& p) {
+    const auto t = fs::last_write_time(p, ec);
+    if (ec) throw file_error(p.string(), "cannot stat: " + ec.message());
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+  };
+  const auto size = [&](const fs::path& p) {
+    const auto n = fs::file_size(p, ec);
+    if (ec) throw file_error(p.string(), "cannot stat: " + ec.message());
+    return static_cast<uint64_t>(n);
+  };
+  SourceStamp s{path, 0, mtime_ns(path)};
+  if (!fs::is_directory(path, ec)) {
+    s.size = size(path);
+    return s;
+  }
+  // A DICOM series folder: its files' total size and the newest mtime of the folder (changed
+  // by adding, removing or renaming a slice) and its files (changed by rewriting one).
+  try {
+    for (const auto& entry : fs::directory_iterator(path)) {
+      if (!entry.is_regular_file()) continue;
+      s.size += size(entry.path());
+      s.mtime_ns = std::max(s.mtime_ns, mtime_ns(entry.path()));
+    }
+  } catch (const fs::filesystem_error& e) {
+    throw file_error(path, std::string("cannot list: ") + e.what());
+  }
+  return s;
 }
 
 bool operator==(const SourceStamp& a, const SourceStamp& b) {

@@ -35,6 +35,14 @@ std::string lower(std::string s) {
   return s;
 }
 
+// A scan's name: its file name without the image extension, or its folder's name for a
+// DICOM series folder ("a/b/" → "b").
+std::string scan_name(const std::string& path) {
+  fs::path p = fs::path(path).lexically_normal();
+  if (p.filename().empty()) p = p.parent_path();
+  return strip_image_extension(p.filename().string());
+}
+
 std::vector<std::string> image_files_in(const fs::path& dir) {
   std::vector<std::string> names;
   for (const auto& entry : fs::directory_iterator(dir)) {
@@ -168,10 +176,13 @@ std::vector<CaseSource> discover_cases(const DatasetSpec& spec) {
   } else {
     if (name.empty()) name = "pairs";
     for (const auto& [image, label] : spec.pairs) {
+      // A file, or a DICOM series folder (msam::imageio reads either, images and labels).
       for (const auto& p : {image, label})
-        if (!fs::is_regular_file(p)) throw file_error(p, "file does not exist");
-      cases.push_back({name + "/" + strip_image_extension(fs::path(label).filename().string()), image,
-                       label, {}, Modality::Other});
+        if (!fs::is_regular_file(p) && !fs::is_directory(p))
+          throw file_error(p, "no such file or DICOM series folder");
+      // Named after the image: several images may share one label (BraTS: one segmentation
+      // for four MR sequences).
+      cases.push_back({name + "/" + scan_name(image), image, label, {}, Modality::Other});
     }
   }
   if (name.find('/') != std::string::npos) throw Error("dataset name '" + name + "' contains '/'");
@@ -179,8 +190,9 @@ std::vector<CaseSource> discover_cases(const DatasetSpec& spec) {
   std::sort(cases.begin(), cases.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
   for (size_t i = 1; i < cases.size(); ++i)
     if (cases[i].id == cases[i - 1].id)
-      throw file_error(cases[i].label, "case name '" + cases[i].id + "' appears twice (also " +
-                                           cases[i - 1].label + ")");
+      throw file_error(cases[i].image, "case name '" + cases[i].id + "' appears twice (also " +
+                                           cases[i - 1].image +
+                                           "); rename one, or put them in datasets of different names");
   for (auto& c : cases) {
     c.targets = spec.targets;
     c.modality = spec.modality;

@@ -276,8 +276,7 @@ PreparedCase preprocess_case(const Volume& image, const Volume& label, const Cas
                                          "geometry for both)");
     label_geometry = image.geometry;
   }
-  const int64_t non_finite = count_non_finite(image.data);
-  if (non_finite > 0) throw file_error(image.source, std::to_string(non_finite) + " NaN/Inf intensities");
+  require_finite(image);
 
   const auto mask = binarise_label(label, source.targets);
   const auto bounds = mask_bounds(mask);

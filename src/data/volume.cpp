@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <string>
+
+#include "msam/common/error.h"
 
 namespace msam::data {
 
@@ -25,6 +28,12 @@ int64_t count_non_finite(const at::Tensor& data) {
   const auto [min, max] = at::aminmax(x);
   if (std::isfinite(min.item<double>()) && std::isfinite(max.item<double>())) return 0;
   return at::isfinite(x).logical_not().sum().item<int64_t>();
+}
+
+void require_finite(const Volume& volume) {
+  const int64_t bad = count_non_finite(volume.data);
+  if (bad == 1) throw file_error(volume.source, "1 voxel is NaN or Inf");
+  if (bad > 0) throw file_error(volume.source, std::to_string(bad) + " voxels are NaN or Inf");
 }
 
 }  // namespace msam::data

@@ -5,6 +5,9 @@
 #include <cmath>
 #include <cstdio>
 #include <set>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "msam/common/error.h"
 #include "msam/io/png.h"
@@ -105,6 +108,131 @@ std::vector<std::pair<size_t, size_t>> runs(size_t n, Ok ok) {
     if (i > begin) out.emplace_back(begin, i);
   }
   return out;
+}
+
+// Advance widths of Helvetica (Arial has the same), in 1/1000 em, for ASCII 32..126.
+constexpr std::array<uint16_t, 95> kHelveticaWidths{
+    278, 278, 355, 556, 556, 889, 667, 191, 333, 333, 389, 584, 278, 333, 278, 278,  //  !"#$%&'()*+,-./
+    556, 556, 556, 556, 556, 556, 556, 556, 556, 556, 278, 278, 584, 584, 584, 556,  // 0-9 :;<=>?
+    1015, 667, 667, 722, 722, 667, 611, 778, 722, 278, 500, 667, 556, 833, 722, 778,  // @A-O
+    667, 778, 722, 667, 611, 722, 667, 944, 667, 667, 611, 278, 278, 278, 469, 556,   // P-Z [\]^_
+    333, 556, 556, 500, 556, 556, 278, 556, 556, 222, 222, 500, 222, 833, 556, 556,   // `a-o
+    556, 556, 333, 500, 278, 556, 500, 722, 500, 500, 500, 334, 260, 334, 584};       // p-z {|}~
+
+// `s` split into UTF-8 characters, so that wrapping never cuts one in two.
+std::vector<std::string> characters(const std::string& s) {
+  std::vector<std::string> out;
+  for (char c : s) {
+    if (out.empty() || (static_cast<unsigned char>(c) & 0xC0) != 0x80) out.emplace_back();
+    out.back() += c;
+  }
+  return out;
+}
+
+// Width in px of `text` at `font_px` in Helvetica; a character outside ASCII counts as one
+// em, about the widest a Latin, Greek or CJK glyph is. Legend text is drawn with this width
+// as its textLength, so a renderer with another font fits it to the same width.
+double text_width(const std::string& text, double font_px) {
+  double em = 0;
+  for (const auto& ch : characters(text)) {
+    const int c = static_cast<unsigned char>(ch[0]);
+    em += ch.size() == 1 && c >= 32 && c < 127 ? kHelveticaWidths[c - 32] / 1000.0 : 1.0;
+  }
+  return em * font_px;
+}
+
+// `text` in lines no wider than `max_px`: broken at spaces, and inside a word only when the
+// word alone is wider.
+std::vector<std::string> wrap(const std::string& text, double font_px, double max_px) {
+  std::vector<std::string> lines{""};
+  const auto fits = [&](const std::string& t) { return text_width(t, font_px) <= max_px; };
+  std::string word;
+  const auto place_word = [&] {
+    if (word.empty()) return;
+    const std::string joined = lines.back().empty() ? word : lines.back() + " " + word;
+    if (fits(joined)) {
+      lines.back() = joined;
+    } else {
+      if (!lines.back().empty()) lines.emplace_back();
+      for (const auto& ch : characters(word)) {
+        if (!lines.back().empty() && !fits(lines.back() + ch)) lines.emplace_back();
+        lines.back() += ch;
+      }
+    }
+    word.clear();
+  };
+  for (char c : text) {
+    if (c == ' ') place_word();
+    else word += c;
+  }
+  place_word();
+  return lines;
+}
+
+struct LegendLine {
+  std::string text;
+  double x, y, width;
+};
+struct LegendEntry {
+  double x, y;  // left end of the colour swatch, on the first line's middle
+  std::vector<LegendLine> lines;
+};
+struct Legend {
+  double font_px = 12, swatch = 22, left = 0;  // left: the legend's left edge
+  std::vector<LegendEntry> entries;
+};
+
+// The legend in columns ending at `right`, between `top` and `bottom`, no wider than
+// `max_width`, names wrapped to fit. When the entries need more room at 12 px, the font (and
+// swatches) shrink until they fit, so every element lies inside the picture whatever the
+// number and length of the names.
+Legend layout_legend(const std::vector<Series>& series, double right, double top, double bottom,
+                     double max_width) {
+  for (double font = 12;; font *= 0.85) {
+    Legend g;
+    g.font_px = font;
+    const double scale = font / 12, gap = 6 * scale, column_gap = 12 * scale;
+    const double line_h = 1.25 * font, entry_gap = 0.5 * font;
+    g.swatch = 22 * scale;
+    const double text_left = g.swatch + gap;
+    // Columns of (entry, its lines); entries flow down, then into the next column.
+    std::vector<std::vector<std::pair<size_t, std::vector<std::string>>>> columns(1);
+    double y = top, total = 0, column_w = 0;
+    bool fits = true;
+    for (size_t k = 0; k < series.size() && fits; ++k) {
+      auto lines = wrap(series[k].name, font, max_width - text_left);
+      const double h = line_h * static_cast<double>(lines.size());
+      if (y + h > bottom && !columns.back().empty()) {
+        total += column_w + column_gap, column_w = 0, y = top;
+        columns.emplace_back();
+      }
+      fits = y + h <= bottom;
+      for (const auto& l : lines) column_w = std::max(column_w, text_left + text_width(l, font));
+      columns.back().emplace_back(k, std::move(lines));
+      y += h + entry_gap;
+    }
+    total += column_w;
+    if (!fits || total > max_width) continue;
+    g.left = right - total;
+    double x = g.left;
+    for (const auto& column : columns) {
+      double w = 0;
+      y = top;
+      for (const auto& [k, lines] : column) {
+        LegendEntry e{x, y + line_h / 2, {}};
+        for (const auto& l : lines) {
+          const double lw = text_width(l, font);
+          e.lines.push_back({l, x + text_left, y + line_h / 2, lw});
+          w = std::max(w, text_left + lw);
+          y += line_h;
+        }
+        g.entries.push_back(std::move(e));
+        y += entry_gap;
+      }
+      x += w + column_gap;
+    }
+    return g;
+  }
 }
 
 // ---- overlays ------------------------------------------------------------------------
@@ -229,8 +357,11 @@ std::string line_chart_svg(const ChartSpec& spec) {
   Axis ya = make_axis(ylo, yhi, true);
   if (spec.y_min && spec.y_max) ya.lo = *spec.y_min, ya.hi = *spec.y_max;
 
-  const double legend_w = 170, left = 72, top = 44, bottom = 56;
-  const double x0 = left, x1 = spec.width - legend_w - 16;
+  const double left = 72, top = 44, bottom = 56, margin = 8;
+  // The legend takes what its names need, at most 40% of the width; the plot the rest.
+  const Legend legend = layout_legend(spec.series, spec.width - margin, top,
+                                      spec.height - margin, 0.4 * spec.width);
+  const double x0 = left, x1 = (legend.entries.empty() ? spec.width - margin : legend.left) - 16;
   const double y0 = top, y1 = spec.height - bottom;
   auto px = [&](double x) { return fixed(xa.map(x, x0, x1), 2); };
   auto py = [&](double y) { return fixed(ya.map(y, y1, y0), 2); };
@@ -311,15 +442,17 @@ std::string line_chart_svg(const ChartSpec& spec) {
     o += "</g>\n";
   }
 
-  o += "<g class=\"legend\">\n";
-  const double lx = x1 + 16;
-  for (size_t k = 0; k < spec.series.size(); ++k) {
-    const double ly = y0 + 8 + 20.0 * static_cast<double>(k);
-    o += "<line x1=\"" + fixed(lx, 2) + "\" y1=\"" + fixed(ly, 2) + "\" x2=\"" + fixed(lx + 22, 2) +
-         "\" y2=\"" + fixed(ly, 2) + "\" stroke=\"" + kPalette[k % kPalette.size()] +
-         "\" stroke-width=\"3\"/>\n";
-    o += "<text x=\"" + fixed(lx + 28, 2) + "\" y=\"" + fixed(ly, 2) +
-         "\" dominant-baseline=\"middle\">" + xml_escape(spec.series[k].name) + "</text>\n";
+  o += "<g class=\"legend\" font-size=\"" + fixed(legend.font_px, 2) + "\">\n";
+  for (size_t k = 0; k < legend.entries.size(); ++k) {
+    const LegendEntry& e = legend.entries[k];
+    o += "<line x1=\"" + fixed(e.x, 2) + "\" y1=\"" + fixed(e.y, 2) + "\" x2=\"" +
+         fixed(e.x + legend.swatch, 2) + "\" y2=\"" + fixed(e.y, 2) + "\" stroke=\"" +
+         kPalette[k % kPalette.size()] + "\" stroke-width=\"" + fixed(legend.font_px / 4, 2) +
+         "\"/>\n";
+    for (const LegendLine& l : e.lines)
+      o += "<text x=\"" + fixed(l.x, 2) + "\" y=\"" + fixed(l.y, 2) + "\" textLength=\"" +
+           fixed(l.width, 2) + "\" lengthAdjust=\"spacingAndGlyphs\" dominant-baseline=\"middle\">" +
+           xml_escape(l.text) + "</text>\n";
   }
   o += "</g>\n</svg>\n";
   return o;

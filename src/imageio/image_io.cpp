@@ -386,9 +386,7 @@ void write_typed(const at::Tensor& xyz, const data::Geometry& g, const std::stri
 data::Volume read_image(const std::string& path) {
   const Source src = open_source(path);
   data::Volume v = read_volume<float>(src, at::kFloat);
-  // Non-finite intensities would silently poison normalisation and training.
-  const int64_t bad = data::count_non_finite(v.data);
-  if (bad > 0) throw file_error(path, std::to_string(bad) + " voxels are NaN or Inf");
+  data::require_finite(v);
   return v;
 }
 

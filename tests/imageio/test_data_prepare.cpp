@@ -3,9 +3,12 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <array>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 
+#include "dicom_series.h"
 #include "fixtures.h"
 #include "msam/data/cache.h"
 #include "msam/data/dataset.h"
@@ -124,6 +127,42 @@ TEST(PrepareConfig, GeometryMismatchFailsUnlessTheRunCopiesTheImageGeometry) {
   for (int d = 0; d < 3; ++d) EXPECT_NEAR(back.geometry.origin[d], g.origin[d], 1e-6);
 }
 
+TEST(PrepareConfig, PairsTakeDicomSeriesFoldersForImagesAndLabels) {
+  const auto dir = msam::test::temp_dir("dicom_pairs");
+  const std::array<double, 3> spacing{0.8, 0.9, 2.0}, origin{-10.0, 20.0, -30.0};
+  const auto image = torch::randint(1, 500, {20, 36, 40}, torch::kShort);  // (Z, Y, X)
+  auto label = torch::zeros({20, 36, 40}, torch::kShort);
+  label.slice(0, 4, 12).slice(1, 8, 22).slice(2, 10, 24).fill_(1);
+  msam::test::write_dicom_series(dir + "/scan_a", image, spacing, origin, 1);
+  msam::test::write_dicom_series(dir + "/scan_b", image, spacing, origin, 2);
+  msam::test::write_dicom_series(dir + "/seg_b", label, spacing, origin, 3);
+  Geometry g;
+  g.spacing = spacing;
+  g.origin = origin;
+  msam::imageio::write_volume(dir + "/seg_a.nii.gz", Volume{label.permute({2, 1, 0}), g, ""});
+
+  // A DICOM folder image with a NIfTI label, and a DICOM folder for both.
+  const auto cases = discover_cases(DatasetSpec{
+      "dcm", "", {{dir + "/scan_a", dir + "/seg_a.nii.gz"}, {dir + "/scan_b/", dir + "/seg_b"}}, {}, Modality::CT});
+  ASSERT_EQ(cases.size(), 2u);
+  PreprocessSettings settings;
+  settings.patch_size = {32, 32, 16};
+  const auto report = prepare_cache(cases, settings, dir + "/cache", itk_reader());
+  for (const char* id : {"dcm/scan_a", "dcm/scan_b"}) {
+    const auto& o = outcome(report, id);
+    ASSERT_EQ(o.status, CaseOutcome::Status::Prepared) << id << ": " << o.message;
+    EXPECT_EQ(read_cache_info(o.entry).label_voxels, 8 * 14 * 14) << id;
+  }
+  EXPECT_EQ(prepare_cache(cases, settings, dir + "/cache", itk_reader()).summary(),
+            "0 prepared, 2 reused, 0 skipped, 0 failed");
+  // A rewritten slice makes the folder's entry stale.
+  const auto slice = fs::path(dir) / "scan_a" / "slice3.dcm";
+  fs::last_write_time(slice, fs::last_write_time(slice) + std::chrono::seconds(5));
+  const auto again = prepare_cache(cases, settings, dir + "/cache", itk_reader());
+  EXPECT_EQ(outcome(again, "dcm/scan_a").status, CaseOutcome::Status::Prepared);
+  EXPECT_EQ(outcome(again, "dcm/scan_b").status, CaseOutcome::Status::Reused);
+}
+
 TEST(PrepareRealData, SmallLesionSkippedTargetSelectedAndFiveDimensionalRead) {
   const auto dir = msam::test::temp_dir("prepare_real");
   const auto data = msam::test::data_path("");
@@ -149,12 +188,12 @@ TEST(PrepareRealData, SmallLesionSkippedTargetSelectedAndFiveDimensionalRead) {
                                     [&](const CaseOutcome& o) { logged.push_back(status_name(o.status)); });
   EXPECT_EQ(logged.size(), 3u);
 
-  const auto& breast = outcome(report, "breast/label");
+  const auto& breast = outcome(report, "breast/image");
   EXPECT_EQ(breast.status, CaseOutcome::Status::Skipped);
   EXPECT_NE(breast.message.find("143 voxels"), std::string::npos) << breast.message;
   EXPECT_NE(breast.message.find("breast_mr/label.nrrd"), std::string::npos) << breast.message;
 
-  const auto& abdomen = outcome(report, "abdomen/label");
+  const auto& abdomen = outcome(report, "abdomen/image");
   ASSERT_EQ(abdomen.status, CaseOutcome::Status::Prepared) << abdomen.message;
   const auto liver = read_cache_entry(abdomen.entry);
   EXPECT_EQ(liver.info.label_voxels, 38634);  // every voxel of value 5 (the grid fits the patch)
@@ -163,7 +202,7 @@ TEST(PrepareRealData, SmallLesionSkippedTargetSelectedAndFiveDimensionalRead) {
   // 122×101×30 is padded to 128³ around the liver.
   EXPECT_LT(liver.info.record.crop.start[2], 0);
 
-  const auto& lung = outcome(report, "lung/label");
+  const auto& lung = outcome(report, "lung/image");
   ASSERT_EQ(lung.status, CaseOutcome::Status::Prepared) << lung.message;
   EXPECT_EQ(read_cache_info(lung.entry).label_voxels, 2719);
 

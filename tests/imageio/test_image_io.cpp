@@ -1,9 +1,6 @@
 #include <gtest/gtest.h>
-#include <itkGDCMImageIO.h>
 #include <itkImage.h>
 #include <itkImageFileWriter.h>
-#include <itkImageSeriesWriter.h>
-#include <itkMetaDataObject.h>
 #include <torch/torch.h>
 
 #include <cmath>
@@ -11,6 +8,7 @@
 #include <fstream>
 #include <iterator>
 
+#include "dicom_series.h"
 #include "fixtures.h"
 #include "msam/common/error.h"
 #include "msam/data/geometry_ops.h"
@@ -195,48 +193,8 @@ TEST(ImageIO, RejectsNonSingletonFourthAxis) {
 
 TEST(ImageIO, DicomSeriesFolder) {
   const std::string dir = test::temp_dir("imageio_dicom");
-  using Image3 = itk::Image<short, 3>;
-  auto image = Image3::New();
-  Image3::SizeType size{{6, 5, 4}};
-  image->SetRegions(Image3::RegionType(size));
-  image->Allocate();
   const auto values = torch::randint(-1000, 1000, {4, 5, 6}, torch::kShort);  // (Z, Y, X)
-  std::memcpy(image->GetBufferPointer(), values.data_ptr(), values.numel() * sizeof(short));
-  const double spacing[3] = {0.8, 0.9, 2.0}, origin[3] = {-10.0, 20.0, -30.0};
-  image->SetSpacing(spacing);
-  image->SetOrigin(origin);
-
-  // One dictionary per slice: DICOM keeps geometry per slice (position, orientation,
-  // pixel spacing) and the series reader rebuilds the volume from it.
-  std::vector<itk::MetaDataDictionary> dicts(4);
-  std::vector<itk::MetaDataDictionary*> dict_ptrs;
-  std::vector<std::string> names;
-  for (int z = 0; z < 4; ++z) {
-    auto& d = dicts[z];
-    itk::EncapsulateMetaData<std::string>(d, "0008|0060", "CT");
-    itk::EncapsulateMetaData<std::string>(d, "0028|0004", "MONOCHROME2");
-    itk::EncapsulateMetaData<std::string>(d, "0008|0016", "1.2.840.10008.5.1.4.1.1.2");
-    itk::EncapsulateMetaData<std::string>(d, "0020|000d", "1.2.826.0.1.3680043.2.1125.1");
-    itk::EncapsulateMetaData<std::string>(d, "0020|000e", "1.2.826.0.1.3680043.2.1125.2");
-    itk::EncapsulateMetaData<std::string>(d, "0008|0018",
-                                          "1.2.826.0.1.3680043.2.1125.3." + std::to_string(z + 1));
-    itk::EncapsulateMetaData<std::string>(d, "0020|0013", std::to_string(z + 1));
-    itk::EncapsulateMetaData<std::string>(d, "0020|0037", "1\\0\\0\\0\\1\\0");
-    itk::EncapsulateMetaData<std::string>(
-        d, "0020|0032", "-10\\20\\" + std::to_string(origin[2] + spacing[2] * z));
-    itk::EncapsulateMetaData<std::string>(d, "0028|0030", "0.9\\0.8");
-    itk::EncapsulateMetaData<std::string>(d, "0018|0050", "2");
-    dict_ptrs.push_back(&d);
-    names.push_back(dir + "/slice" + std::to_string(z) + ".dcm");
-  }
-  auto io = itk::GDCMImageIO::New();
-  io->KeepOriginalUIDOn();
-  auto writer = itk::ImageSeriesWriter<Image3, itk::Image<short, 2>>::New();
-  writer->SetInput(image);
-  writer->SetImageIO(io);
-  writer->SetFileNames(names);
-  writer->SetMetaDataDictionaryArray(&dict_ptrs);
-  writer->Update();
+  test::write_dicom_series(dir, values, {0.8, 0.9, 2.0}, {-10.0, 20.0, -30.0});
 
   const data::Volume v = imageio::read_image(dir);
   ASSERT_EQ(v.data.sizes(), (at::IntArrayRef{6, 5, 4}));

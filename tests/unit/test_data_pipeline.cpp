@@ -168,7 +168,7 @@ TEST(DatasetDiscovery, MsdJsonAndCombinedDatasets) {
   ASSERT_EQ(cases.size(), 2u);
   EXPECT_EQ(cases[0].id, "Task01/lung_1");
   EXPECT_EQ(cases[0].image, (msd / "imagesTr/lung_1.nii.gz").string());
-  EXPECT_EQ(cases[1].id, "extra/mask");
+  EXPECT_EQ(cases[1].id, "extra/scan");
   EXPECT_EQ(cases[1].targets, std::vector<int>{2});
 
   touch(msd / "dataset.json", R"({"training": [{"image": "./imagesTr/gone.nii.gz", "label": "./labelsTr/lung_1.nii.gz"}]})");
@@ -180,6 +180,44 @@ TEST(DatasetDiscovery, MsdJsonAndCombinedDatasets) {
     discover_cases(std::vector<DatasetSpec>{{"same", "", {pair}, {}, {}}, {"same", "", {pair}, {}, {}}});
   });
   EXPECT_NE(dup.find("'same'"), std::string::npos) << dup;
+}
+
+TEST(DatasetDiscovery, PairsAreNamedAfterTheirImagesWhichMayBeDicomFolders) {
+  // BraTS: one segmentation for four MR sequences; a DICOM series is a folder of slices.
+  const fs::path dir = msam::test::temp_dir("shared_label");
+  for (const char* f : {"p1_flair.nii.gz", "p1_t1.nii.gz", "p1_0000.nii.gz", "p1_seg.nii.gz", "ct/1.dcm"})
+    touch(dir / f);
+  const auto seg = (dir / "p1_seg.nii.gz").string();
+  const auto cases = discover_cases(DatasetSpec{"brats", "",
+                                                {{(dir / "p1_flair.nii.gz").string(), seg},
+                                                 {(dir / "p1_t1.nii.gz").string(), seg},
+                                                 {(dir / "p1_0000.nii.gz").string(), seg},
+                                                 {(dir / "ct/").string(), seg}},
+                                                {},
+                                                Modality::MR});
+  std::vector<std::string> ids;
+  for (const auto& c : cases) ids.push_back(c.id);
+  // Only nnU-Net folders drop a _0000 channel suffix; a folder is named after itself.
+  EXPECT_EQ(ids, (std::vector<std::string>{"brats/ct", "brats/p1_0000", "brats/p1_flair", "brats/p1_t1"}));
+  EXPECT_EQ(cases[0].image, (dir / "ct/").string());
+  EXPECT_EQ(cases[2].label, seg);
+
+  // Two images of the same name collide, and the message names both.
+  touch(dir / "other/p1_t1.nii.gz");
+  const auto dup = error_of([&] {
+    discover_cases(DatasetSpec{"brats", "",
+                               {{(dir / "p1_t1.nii.gz").string(), seg},
+                                {(dir / "other/p1_t1.nii.gz").string(), seg}},
+                               {},
+                               {}});
+  });
+  EXPECT_NE(dup.find("'brats/p1_t1' appears twice"), std::string::npos) << dup;
+  EXPECT_NE(dup.find("other/p1_t1.nii.gz"), std::string::npos) << dup;
+
+  const auto missing = error_of([&] {
+    discover_cases(DatasetSpec{"x", "", {{(dir / "gone").string(), seg}}, {}, {}});
+  });
+  EXPECT_NE(missing.find("gone: no such file or DICOM series folder"), std::string::npos) << missing;
 }
 
 // ---- splits -----------------------------------------------------------------------------
@@ -308,6 +346,26 @@ TEST(Preprocess, CountsNonFiniteValues) {
   EXPECT_EQ(count_non_finite(at::tensor({1.0, std::nan("")}, at::kDouble)), 1);
   EXPECT_EQ(count_non_finite(at::tensor({nan, 1.0f}).to(at::kHalf)), 1);
   EXPECT_EQ(count_non_finite(at::tensor({1, 2}, at::kLong)), 0);
+  // Scan-sized, where the min/max shortcut runs vectorised: a lone NaN is found wherever it lies.
+  auto scan = at::full({64, 64, 64}, 100.0f);
+  for (const int64_t at_voxel : {int64_t{5}, int64_t{64 * 64 * 32 + 64 * 32 + 32}, scan.numel() - 1}) {
+    auto flat = scan.clone().view(-1);
+    flat[at_voxel] = nan;
+    EXPECT_EQ(count_non_finite(flat.view({64, 64, 64})), 1) << at_voxel;
+  }
+}
+
+TEST(Preprocess, RequireFiniteNamesTheFileAndTheCount) {
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  // A view with the strides of a volume read from a file.
+  Volume v{at::rand({5, 4, 3}).permute({2, 1, 0}), {}, "scan.nii.gz"};
+  EXPECT_NO_THROW(require_finite(v));
+  v.data[0][1][2] = nan;
+  EXPECT_EQ(error_of([&] { require_finite(v); }), "scan.nii.gz: 1 voxel is NaN or Inf");
+  v.data[2][3][4] = -inf;
+  v.data[1][1][1] = inf;
+  EXPECT_EQ(error_of([&] { require_finite(v); }), "scan.nii.gz: 3 voxels are NaN or Inf");
+  EXPECT_NO_THROW(require_finite(Volume{at::ones({2, 2, 2}, at::kByte), {}, "label.nii.gz"}));
 }
 
 TEST(Preprocess, ZScoreOverPositiveVoxels) {
@@ -420,8 +478,7 @@ TEST(Preprocess, ErrorsAndSkips) {
   bad.data = image.data.clone();
   bad.data[0][0][0] = std::numeric_limits<float>::quiet_NaN();
   msg = error_of([&] { preprocess_case(bad, label, src, s); });
-  EXPECT_NE(msg.find("img.nii.gz"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("NaN"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("img.nii.gz: 1 voxel is NaN or Inf"), std::string::npos) << msg;
 }
 
 // ---- cache ------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 #include <torch/torch.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstring>
@@ -200,7 +201,7 @@ TEST(LineChart, SeriesBecomePolylinesBrokenAtGaps) {
   EXPECT_EQ(count(svg, "class=\"y-tick\""), 6);
   for (const char* tick : {">0.0<", ">0.2<", ">0.4<", ">0.6<", ">0.8<", ">1.0<"})
     EXPECT_NE(svg.find(tick), std::string::npos) << tick;
-  const std::string legend = svg.substr(svg.find("<g class=\"legend\">"));
+  const std::string legend = svg.substr(svg.find("<g class=\"legend\""));
   for (const char* name : {">train<", ">val<", ">mean ± std<"})
     EXPECT_NE(legend.find(name), std::string::npos) << name;
 
@@ -233,6 +234,93 @@ TEST(LineChart, AutoRangeCoversTheDataAndPointsLieInsideThePlot) {
   for (auto [x, y] : xy) EXPECT_TRUE(y >= y0 && y <= y1) << y;
   EXPECT_LT(xy[0].second, xy[2].second);  // larger loss is higher up (smaller y)
   EXPECT_NE(svg.find(">20<"), std::string::npos);  // integer x ticks print without decimals
+}
+
+namespace {
+
+// Numeric attribute `name` of the first tag in `tag`.
+double attribute(const std::string& tag, const std::string& name) {
+  std::smatch m;
+  const std::regex re(" " + name + "=\"([-0-9.]+)\"");
+  if (!std::regex_search(tag, m, re)) throw std::runtime_error("no " + name + " in " + tag);
+  return std::stod(m[1]);
+}
+
+// Every legend swatch and text of `svg` lies inside its viewBox (0 0 W H) and right of the
+// plot area. Texts carry textLength, the width a renderer draws them at whatever the font,
+// and are vertically centred on y. Returns the legend texts, in order.
+std::vector<std::string> expect_legend_inside(const std::string& svg) {
+  std::smatch m;
+  EXPECT_TRUE(std::regex_search(svg, m, std::regex("viewBox=\"0 0 ([0-9]+) ([0-9]+)\"")));
+  const double width = std::stod(m[1]), height = std::stod(m[2]);
+  EXPECT_TRUE(std::regex_search(svg, m, std::regex("<clipPath id=\"plot-area\"><rect x=\"([0-9.]+)\" "
+                                                   "y=\"[0-9.]+\" width=\"([0-9.]+)\"")));
+  const double plot_right = std::stod(m[1]) + std::stod(m[2]);
+  const auto begin = svg.find("<g class=\"legend\"");
+  const std::string legend = svg.substr(begin, svg.find("</g>", begin) - begin);
+  const double font = attribute(legend, "font-size");
+  std::vector<std::string> texts;
+  const std::regex element("<(line|text)([^>]*)>(([^<]*)</text>)?");
+  for (auto it = std::sregex_iterator(legend.begin(), legend.end(), element); it != std::sregex_iterator(); ++it) {
+    const std::string attrs = (*it)[2];
+    double left, right, top, bottom;
+    if ((*it)[1] == "line") {
+      left = attribute(attrs, "x1"), right = attribute(attrs, "x2");
+      top = bottom = attribute(attrs, "y1");
+    } else {
+      left = attribute(attrs, "x");
+      right = left + attribute(attrs, "textLength");
+      top = attribute(attrs, "y") - font / 2, bottom = top + font;
+      texts.push_back((*it)[4]);
+      // Not squeezed: at least 0.2 em (an "i") per byte.
+      EXPECT_GE(right - left, 0.2 * font * static_cast<double>(texts.back().size())) << texts.back();
+    }
+    EXPECT_GT(left, plot_right) << (*it)[0];
+    EXPECT_LE(right, width) << (*it)[0];
+    EXPECT_GE(top, 0.0) << (*it)[0];
+    EXPECT_LE(bottom, height) << (*it)[0];
+  }
+  return texts;
+}
+
+std::string without_spaces(std::string s) {
+  s.erase(std::remove(s.begin(), s.end(), ' '), s.end());
+  return s;
+}
+
+}  // namespace
+
+TEST(LineChart, LegendFitsInsideThePictureWhateverTheNames) {
+  const std::vector<std::string> long_names{
+      "mean Dice (± std over cases)",  // the Dice-vs-clicks curve's own legend
+      "validation Dice of the model trained on the source dataset and tested on the target",
+      "Supercalifragilisticexpialidocious_without_any_space_at_all_in_it"};
+  for (int width : {320, 760}) {
+    for (size_t n : {size_t{1}, size_t{3}, size_t{40}}) {
+      SCOPED_TRACE(std::to_string(width) + " px, " + std::to_string(n) + " series");
+      eval::ChartSpec spec;
+      spec.width = width;
+      std::string all;
+      for (size_t k = 0; k < n; ++k) {
+        const std::string name = long_names[k % long_names.size()] + (k < 3 ? "" : " " + std::to_string(k));
+        spec.series.push_back({name, {1, 2}, {0.5, 0.6}, {}});
+        all += name;
+      }
+      const std::string svg = eval::line_chart_svg(spec);
+      check_balanced_xml(svg);
+      const auto texts = expect_legend_inside(svg);
+      std::string shown;
+      for (const auto& t : texts) shown += t;
+      // Every name is shown whole, in order (wrapping only moves spaces to line ends).
+      EXPECT_EQ(without_spaces(shown), without_spaces(all));
+    }
+  }
+  // The usual short names keep the full-size font on one line each.
+  eval::ChartSpec spec;
+  spec.series = {{"train", {1}, {1}, {}}, {"val", {1}, {1}, {}}};
+  const std::string svg = eval::line_chart_svg(spec);
+  EXPECT_EQ(expect_legend_inside(svg), (std::vector<std::string>{"train", "val"}));
+  EXPECT_NE(svg.find("<g class=\"legend\" font-size=\"12.00\">"), std::string::npos);
 }
 
 TEST(LineChart, MismatchedLengthsNameTheSeries) {

@@ -23,7 +23,9 @@ struct SourceStamp {
   uint64_t size = 0;
   int64_t mtime_ns = 0;
 };
-SourceStamp stamp_file(const std::string& path);  // throws msam::Error if missing
+// A file's size and mtime; for a DICOM series folder, its files' total size and the newest
+// mtime of the folder and its files. Throws msam::Error if missing.
+SourceStamp stamp_file(const std::string& path);
 bool operator==(const SourceStamp& a, const SourceStamp& b);
 
 struct CacheEntryInfo {

@@ -27,7 +27,8 @@ struct CaseSource {
 //   relative to `root`;
 // - `root` with `imagesTr/` + `labelsTr/`: nnU-Net pairs (`case_0000.nii.gz` ↔
 //   `case.nii.gz`) or same-name pairs (`case.nii.gz` ↔ `case.nii.gz`);
-// - `pairs`: explicit (image, label) paths; case names are the label file names.
+// - `pairs`: explicit (image, label) paths, each a file or a DICOM series folder; case names
+//   are the image names without extension (a DICOM folder's own name), so images sharing one label are distinct cases.
 struct DatasetSpec {
   std::string name;  // defaults to the folder name of `root`
   std::string root;

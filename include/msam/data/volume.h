@@ -46,4 +46,8 @@ MemoryOrder memory_order(const at::Tensor& data);
 // them; the voxels are only counted, for the error message, when that pass finds one.
 int64_t count_non_finite(const at::Tensor& data);
 
+// Throws msam::Error "<volume.source>: N voxels are NaN or Inf" when `volume` has any: they
+// would silently poison normalisation, training and inference, so no scan with them is used.
+void require_finite(const Volume& volume);
+
 }  // namespace msam::data
