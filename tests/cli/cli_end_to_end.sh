@@ -86,7 +86,28 @@ grep -q "^dice" "$W/transfer.log" && [ -s "$W/transfer/transfer.csv" ] || fail "
 "$MSAM" convert "$SHARED/fixtures/checkpoints/msam_format.pth" "$W/m.safetensors" >/dev/null
 [ -s "$W/m.safetensors" ] || fail "convert"
 
-# Errors name the problem.
+# Errors name the problem. Every bad input, command-line ones included, exits with 2.
+expect_exit2() {  # expect_exit2 "<text in message>" cmd...
+  local want=$1 rc=0; shift
+  "$@" >"$W/err.log" 2>&1 || rc=$?
+  [ "$rc" = 2 ] || { cat "$W/err.log"; fail "exit status $rc, not 2: $*"; }
+  grep -qF -- "msam: error: " "$W/err.log" && grep -qF -- "$want" "$W/err.log" \
+    || { cat "$W/err.log"; fail "message lacks 'msam: error: ...$want'"; }
+}
+expect_exit2 "--config: File does not exist: $W/none.yaml" "$MSAM" train --config "$W/none.yaml"
+expect_exit2 "--checkpoint: File does not exist: $W/none.safetensors" "$MSAM" eval \
+  --config "$SRC/configs/tiny_cpu.yaml" --checkpoint "$W/none.safetensors"
+expect_exit2 "--clicks" "$MSAM" eval --config "$SRC/configs/tiny_cpu.yaml" \
+  --checkpoint "$W/run/best.safetensors" --clicks 0
+expect_exit2 "not expected" "$MSAM" prepare --config "$SRC/configs/tiny_cpu.yaml" --no-such-option
+# A scan with NaN voxels is refused (NRRD: ITK's NIfTI reader turns NaN and Inf into 0).
+{ printf 'NRRD0004\ntype: float\ndimension: 3\nsizes: 32 32 32\nendian: little\nencoding: raw\n\n'
+  python3 -c 'import struct, sys; v = [float(i % 7) for i in range(32 ** 3)]; v[5] = v[16400] = float("nan"); sys.stdout.buffer.write(struct.pack("<32768f", *v))'
+} > "$W/nan.nrrd"
+expect_exit2 "nan.nrrd: 2 voxels are NaN or Inf" "$MSAM" segment --checkpoint "$W/run/best.safetensors" \
+  --image "$W/nan.nrrd" --click 16,16,16 --out "$W/x.nii.gz"
+"$MSAM" train --help > "$W/help.log" || fail "--help does not exit 0"
+grep -q -- "--resume" "$W/help.log" || fail "--help output"
 expect_error "outside the volume" "$MSAM" segment --checkpoint "$W/run/best.safetensors" \
   --image "$SHARED/data/msam_lung_ct/image.nii.gz" --click 500,1,1 --out "$W/x.nii.gz"
 expect_error "did you mean" "$MSAM" train --config "$SRC/configs/tiny_cpu.yaml" --set optim.lrr=1
