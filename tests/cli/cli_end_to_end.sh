@@ -43,6 +43,26 @@ ls "$W/run" | grep -q '\.tmp\.' && fail "a temporary file of the killed run is s
 for f in best.safetensors config.yaml split.json loss.svg dice.svg metrics.jsonl; do
   [ -s "$W/run/$f" ] || fail "missing $f"
 done
+# The killed-and-resumed run ends bit for bit where the same run uninterrupted does: every
+# weight and optimiser moment equal (the metadata differ: save ids, timings).
+"$MSAM" train --config "$SRC/configs/tiny_cpu.yaml" "${SET[@]}" --set epochs=3 \
+  --set "output=$W/run_straight" --set "data.cache_dir=$W/run/cache" > "$W/train3.log" 2>&1 \
+  || { cat "$W/train3.log"; fail "uninterrupted run"; }
+python3 - "$W/run" "$W/run_straight" <<'PY' || fail "the resumed run differs from the uninterrupted one"
+import json, struct, sys
+def tensors(path):
+    data = open(path, 'rb').read()
+    n = struct.unpack('<Q', data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    header.pop('__metadata__', None)
+    return {k: (v['dtype'], v['shape'], data[8 + n + v['data_offsets'][0]:8 + n + v['data_offsets'][1]])
+            for k, v in header.items()}
+for name in ('latest.safetensors', 'latest.optim.safetensors'):
+    a, b = tensors(f'{sys.argv[1]}/{name}'), tensors(f'{sys.argv[2]}/{name}')
+    assert a.keys() == b.keys() and a, name
+    differ = [k for k in a if a[k] != b[k]]
+    assert not differ, f'{name}: {len(differ)} of {len(a)} tensors differ, e.g. {differ[:3]}'
+PY
 
 # Evaluation: per-case CSV with Dice after each click, summary, curve, overlays, masks.
 "$MSAM" eval --config "$SRC/configs/tiny_cpu.yaml" "${SET[@]}" --checkpoint "$W/run/best.safetensors" \
@@ -86,7 +106,28 @@ grep -q "^dice" "$W/transfer.log" && [ -s "$W/transfer/transfer.csv" ] || fail "
 "$MSAM" convert "$SHARED/fixtures/checkpoints/msam_format.pth" "$W/m.safetensors" >/dev/null
 [ -s "$W/m.safetensors" ] || fail "convert"
 
-# Errors name the problem.
+# Errors name the problem. Every bad input, command-line ones included, exits with 2.
+expect_exit2() {  # expect_exit2 "<text in message>" cmd...
+  local want=$1 rc=0; shift
+  "$@" >"$W/err.log" 2>&1 || rc=$?
+  [ "$rc" = 2 ] || { cat "$W/err.log"; fail "exit status $rc, not 2: $*"; }
+  grep -qF -- "msam: error: " "$W/err.log" && grep -qF -- "$want" "$W/err.log" \
+    || { cat "$W/err.log"; fail "message lacks 'msam: error: ...$want'"; }
+}
+expect_exit2 "--config: File does not exist: $W/none.yaml" "$MSAM" train --config "$W/none.yaml"
+expect_exit2 "--checkpoint: File does not exist: $W/none.safetensors" "$MSAM" eval \
+  --config "$SRC/configs/tiny_cpu.yaml" --checkpoint "$W/none.safetensors"
+expect_exit2 "--clicks" "$MSAM" eval --config "$SRC/configs/tiny_cpu.yaml" \
+  --checkpoint "$W/run/best.safetensors" --clicks 0
+expect_exit2 "not expected" "$MSAM" prepare --config "$SRC/configs/tiny_cpu.yaml" --no-such-option
+# A scan with NaN voxels is refused (NRRD: ITK's NIfTI reader turns NaN and Inf into 0).
+{ printf 'NRRD0004\ntype: float\ndimension: 3\nsizes: 32 32 32\nendian: little\nencoding: raw\n\n'
+  python3 -c 'import struct, sys; v = [float(i % 7) for i in range(32 ** 3)]; v[5] = v[16400] = float("nan"); sys.stdout.buffer.write(struct.pack("<32768f", *v))'
+} > "$W/nan.nrrd"
+expect_exit2 "nan.nrrd: 2 voxels are NaN or Inf" "$MSAM" segment --checkpoint "$W/run/best.safetensors" \
+  --image "$W/nan.nrrd" --click 16,16,16 --out "$W/x.nii.gz"
+"$MSAM" train --help > "$W/help.log" || fail "--help does not exit 0"
+grep -q -- "--resume" "$W/help.log" || fail "--help output"
 expect_error "outside the volume" "$MSAM" segment --checkpoint "$W/run/best.safetensors" \
   --image "$SHARED/data/msam_lung_ct/image.nii.gz" --click 500,1,1 --out "$W/x.nii.gz"
 expect_error "did you mean" "$MSAM" train --config "$SRC/configs/tiny_cpu.yaml" --set optim.lrr=1

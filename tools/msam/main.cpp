@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <iostream>
 #include <map>
+#include <string>
 
 #include "command.h"
 #include "msam/common/error.h"
@@ -39,7 +40,18 @@ int main(int argc, char** argv) {
     auto* sub = app.add_subcommand(c.name, c.description);
     actions[sub] = c.setup(*sub);
   }
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help (and its kin) is a success: CLI11 prints it. Every other parse or validation
+    // failure is bad input like any other, so it gets the one exit code and message form
+    // the README promises instead of CLI11's per-kind codes (105 for a missing file).
+    if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) return app.exit(e);
+    std::string message = e.what();
+    std::replace(message.begin(), message.end(), '\n', ' ');
+    std::cerr << "msam: error: " << message << "\n";
+    return 2;
+  }
   torch::set_num_threads(threads > 0 ? threads
                                      : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   try {
