@@ -80,6 +80,7 @@ Session::Session(model::MSAM model, data::Volume scan, SessionOptions options)
     throw file_error(scan_.source, "a scan must be 3-D, got " +
                                        std::to_string(scan_.data.dim()) + " dimensions");
   if (options_.max_windows < 1) throw Error("max_windows must be >= 1");
+  data::require_finite(scan_);
   ras_ = data::reorient_to_ras(scan_);
   grid_ = ras_.volume;
   if (options_.spacing) grid_ = data::resample(grid_, *options_.spacing, data::Interp::Linear);

@@ -111,7 +111,8 @@ Server::Server(model::MSAM model, ServerOptions options)
     : model_(std::move(model)),
       options_(std::move(options)),
       store_(options_.max_sessions, options_.session_ttl),
-      http_(std::make_unique<httplib::Server>()) {
+      http_(std::make_unique<httplib::Server>()),
+      torch_threads_(at::get_num_threads()) {
   check_exposure(options_);
   if (!options_.data_root.empty() && !fs::is_directory(options_.data_root))
     throw file_error(options_.data_root, "--data-root is not a folder");
@@ -161,8 +162,11 @@ void Server::stop() {
 void Server::routes() {
   auto& http = *http_;
 
-  // The token guards the API; the health check and the viewer's files stay open.
   http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    // OpenMP's thread count is a per-thread setting: the server's worker threads would start
+    // with the default, not with what `msam --threads` set on the main thread.
+    if (at::get_num_threads() != torch_threads_) at::set_num_threads(torch_threads_);
+    // The token guards the API; the health check and the viewer's files stay open.
     if (options_.token.empty() || req.path.rfind("/api/", 0) != 0 || req.path == "/api/health")
       return httplib::Server::HandlerResponse::Unhandled;
     if (req.get_header_value("Authorization") != "Bearer " + options_.token) {

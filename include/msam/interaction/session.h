@@ -78,7 +78,8 @@ struct SegmentationSummary {
 class Session {
  public:
   // `model` is shared, not copied: callers serialise its use (one model call at a time).
-  // Throws msam::Error naming the scan's source for a scan the model cannot take.
+  // Throws msam::Error naming the scan's source for a scan the model cannot take (not 3-D,
+  // NaN or Inf voxels).
   Session(model::MSAM model, data::Volume scan, SessionOptions options);
 
   const data::Volume& scan() const { return scan_; }

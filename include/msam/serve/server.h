@@ -76,6 +76,7 @@ class Server {
   SessionStore store_;
   std::unique_ptr<httplib::Server> http_;
   std::mutex model_mutex_;  // one model call at a time
+  const int torch_threads_;  // LibTorch's CPU threads where the server was made
   int port_ = 0;
   std::atomic<bool> stopping_{false};
   std::mutex reaper_mutex_;

@@ -1,0 +1,127 @@
+// interaction::Session without ITK: clicks one at a time equal all at once, undo gives the
+// previous mask back, the three coordinate spaces agree, bad scans and clicks are refused
+// without changing anything, and the windows follow a mask that leaves the first one.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "fixtures.h"
+#include "msam/common/error.h"
+#include "msam/data/geometry_ops.h"
+#include "msam/interaction/session.h"
+
+using namespace msam;
+using interaction::Space;
+using interaction::UserClick;
+
+namespace {
+
+model::MSAM tiny_model() {
+  torch::manual_seed(11);
+  model::MSAM m(model::tiny_cpu_config());
+  m->eval();
+  return m;
+}
+
+// 90×70×40 voxels of 0.8×0.8×2 mm, a tilted direction, a bright ball at (40, 30, 20).
+data::Volume scan() {
+  torch::manual_seed(4);
+  auto image = torch::randn({90, 70, 40}) * 20;
+  const auto x = torch::arange(90).view({-1, 1, 1}), y = torch::arange(70).view({1, -1, 1}),
+             z = torch::arange(40).view({1, 1, -1});
+  const auto ball = ((x - 40).pow(2) + (y - 30).pow(2) + 4 * (z - 20).pow(2)) < 100;
+  image.masked_fill_(ball, 300);
+  data::Geometry g;
+  g.spacing = {0.8, 0.8, 2.0};
+  g.origin = {-30, 12, 100};
+  g.direction = {0, 1, 0, -1, 0, 0, 0, 0, 1};
+  return {image, g, "synthetic scan"};
+}
+
+torch::Tensor mask_of(const interaction::Session& s) { return s.mask().data; }
+
+}  // namespace
+
+TEST(Session, OneAtATimeEqualsAllAtOnceAndUndoRestores) {
+  const std::vector<UserClick> clicks{{{40, 30, 20}, interaction::kForeground, Space::kVoxel},
+                                      {{45, 28, 21}, interaction::kForeground, Space::kVoxel},
+                                      {{20, 50, 10}, interaction::kBackground, Space::kVoxel}};
+  interaction::Session stepwise(tiny_model(), scan(), {});
+  std::vector<torch::Tensor> masks;
+  for (const auto& c : clicks) {
+    const auto s = stepwise.add_click(c);
+    masks.push_back(mask_of(stepwise));
+    EXPECT_EQ(s.voxels, masks.back().sum().item<int64_t>());
+  }
+  interaction::Session at_once(tiny_model(), scan(), {});
+  at_once.add_clicks(clicks);
+  EXPECT_TRUE(torch::equal(mask_of(at_once), masks.back()));
+
+  EXPECT_EQ(stepwise.undo().clicks, 2);
+  EXPECT_TRUE(torch::equal(mask_of(stepwise), masks[1]));
+  EXPECT_EQ(stepwise.reset().voxels, 0);
+  EXPECT_EQ(mask_of(stepwise).sum().item<int64_t>(), 0);
+  EXPECT_EQ(stepwise.undo().clicks, 0);  // nothing to undo: no change
+}
+
+TEST(Session, VoxelLpsAndRasPointsAgree) {
+  const auto s = scan();
+  const data::Point3 voxel{40, 30, 20};
+  const auto lps = data::voxel_to_world(s.geometry, voxel);
+  interaction::Session a(tiny_model(), s, {}), b(tiny_model(), s, {}), c(tiny_model(), s, {});
+  a.add_click({voxel, interaction::kForeground, Space::kVoxel});
+  b.add_click({lps, interaction::kForeground, Space::kLps});
+  c.add_click({data::ras_from_lps(lps), interaction::kForeground, Space::kRas});
+  EXPECT_TRUE(torch::equal(mask_of(a), mask_of(b)));
+  EXPECT_TRUE(torch::equal(mask_of(a), mask_of(c)));
+  // The mask is on the scan's own grid, with its geometry.
+  EXPECT_EQ(a.mask().data.sizes(), s.data.sizes());
+  EXPECT_EQ(a.mask().geometry.direction, s.geometry.direction);
+}
+
+TEST(Session, RefusesBadScansAndClicksWithoutChangingAnything) {
+  auto bad = scan();
+  bad.data[3][4][5] = NAN;
+  try {
+    interaction::Session s(tiny_model(), bad, {});
+    FAIL() << "a scan with NaN was taken";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("synthetic scan"), std::string::npos) << e.what();
+  }
+  interaction::Session s(tiny_model(), scan(), {});
+  s.add_click({{40, 30, 20}, interaction::kForeground, Space::kVoxel});
+  const auto before = mask_of(s);
+  EXPECT_THROW(s.add_click({{90, 0, 0}, interaction::kForeground, Space::kVoxel}), Error);
+  EXPECT_THROW(s.add_clicks({{{41, 30, 20}, interaction::kForeground, Space::kVoxel},
+                             {{0, 0, -1}, interaction::kBackground, Space::kVoxel}}),
+               Error);
+  EXPECT_EQ(s.clicks().size(), 1u);
+  EXPECT_TRUE(torch::equal(mask_of(s), before));
+  EXPECT_THROW(interaction::user_click_from_json(R"({"point": [1, 2]})", "request"), Error);
+  EXPECT_THROW(interaction::user_click_from_json(R"({"point": [1, 2, 3], "space": "ijk"})", "r"),
+               Error);
+  const auto c = interaction::user_click_from_json(R"({"point": [1, 2, 3], "label": "bg"})", "r");
+  EXPECT_EQ(c.label, interaction::kBackground);
+  EXPECT_EQ(c.space, Space::kVoxel);
+}
+
+TEST(Session, OnlyBackgroundClicksLeaveTheMaskEmpty) {
+  interaction::Session s(tiny_model(), scan(), {});
+  const auto summary = s.add_click({{40, 30, 20}, interaction::kBackground, Space::kVoxel});
+  EXPECT_EQ(summary.voxels, 0);
+  EXPECT_TRUE(summary.windows.empty());
+  EXPECT_FALSE(summary.bbox.has_value());
+}
+
+// A threshold below every logit makes the first window's mask fill it, so it touches every
+// face that is not the scan's border: the session opens the neighbouring windows, up to
+// max_windows, and says the lesion is not contained.
+TEST(Session, WindowsFollowAMaskBeyondTheFirst) {
+  interaction::SessionOptions o;
+  o.threshold = -1e3;
+  o.max_windows = 3;
+  interaction::Session s(tiny_model(), scan(), o);
+  const auto summary = s.add_click({{45, 35, 20}, interaction::kForeground, Space::kVoxel});
+  EXPECT_EQ(summary.windows.size(), 3u);
+  EXPECT_FALSE(summary.contained);
+  EXPECT_NE(summary.windows[0].center, summary.windows[1].center);
+}
