@@ -6,6 +6,7 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <tuple>
@@ -118,6 +119,19 @@ Server::Server(model::MSAM model, ServerOptions options)
     throw file_error(options_.data_root, "--data-root is not a folder");
   http_->set_payload_max_length(options_.max_upload_bytes);
   routes();
+  model_thread_ = std::thread([this] {
+    at::set_num_threads(torch_threads_);
+    std::unique_lock<std::mutex> lock(model_queue_mutex_);
+    while (true) {
+      model_wake_.wait(lock, [this] { return stopping_ || !model_queue_.empty(); });
+      if (model_queue_.empty()) return;  // stopping, and nothing left to do
+      auto work = std::move(model_queue_.front());
+      model_queue_.pop_front();
+      lock.unlock();
+      work();
+      lock.lock();
+    }
+  });
   reaper_ = std::thread([this] {
     const auto period = std::min<std::chrono::seconds>(
         std::chrono::seconds(10), std::max<std::chrono::seconds>(std::chrono::seconds(1),
@@ -133,6 +147,18 @@ Server::Server(model::MSAM model, ServerOptions options)
 Server::~Server() {
   stop();
   if (reaper_.joinable()) reaper_.join();
+  if (model_thread_.joinable()) model_thread_.join();
+}
+
+void Server::on_model_thread(const std::function<void()>& work) {
+  std::packaged_task<void()> task(work);
+  auto done = task.get_future();
+  {
+    std::lock_guard<std::mutex> lock(model_queue_mutex_);
+    model_queue_.emplace_back([&task] { task(); });
+  }
+  model_wake_.notify_one();
+  done.get();  // rethrows what `work` threw
 }
 
 int Server::bind() {
@@ -151,11 +177,12 @@ int Server::bind() {
 void Server::run() { http_->listen_after_bind(); }
 
 void Server::stop() {
-  {
-    std::lock_guard<std::mutex> lock(reaper_mutex_);
-    stopping_ = true;
-  }
+  stopping_ = true;
+  // Taking each waiter's mutex after setting the flag means that no waiter misses it.
+  { std::lock_guard<std::mutex> lock(reaper_mutex_); }
   reaper_wake_.notify_all();
+  { std::lock_guard<std::mutex> lock(model_queue_mutex_); }
+  model_wake_.notify_all();
   http_->stop();
 }
 
@@ -272,8 +299,9 @@ void Server::routes() {
     return guarded([this, session_of, apply](const httplib::Request& req, httplib::Response& res) {
       auto stored = session_of(req);
       std::lock_guard<std::mutex> lock(stored->mutex);
-      std::lock_guard<std::mutex> model_lock(model_mutex_);
-      reply(res, 200, summary_json(apply(req, stored->session)));
+      interaction::SegmentationSummary summary;
+      on_model_thread([&] { summary = apply(req, stored->session); });
+      reply(res, 200, summary_json(summary));
     });
   };
   http.Post(id_pattern + "/clicks", change([](const httplib::Request& req, interaction::Session& s) {
