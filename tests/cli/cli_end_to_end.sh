@@ -99,8 +99,12 @@ PY
 # Transfer with given checkpoints: evaluates both on the target's test split.
 "$MSAM" transfer --source "$SRC/configs/tiny_cpu.yaml" --target "$SRC/configs/tiny_cpu.yaml" "${SET[@]}" \
   --source-checkpoint "$W/run/best.safetensors" --target-checkpoint "$W/run/latest.safetensors" \
-  --clicks 2 --out "$W/transfer" > "$W/transfer.log" 2>&1 || { cat "$W/transfer.log"; fail "transfer"; }
+  --clicks 2 --protocol center --multi-click --threshold 0 --out "$W/transfer" > "$W/transfer.log" 2>&1 \
+  || { cat "$W/transfer.log"; fail "transfer"; }
 grep -q "^dice" "$W/transfer.log" && [ -s "$W/transfer/transfer.csv" ] || fail "transfer table"
+# Transfer evaluates with the click options it was given, as msam eval does.
+[ "$(jq -c '.settings | [.protocol, .multi_click, .threshold_on_logits]' "$W/transfer/eval_after/summary.json")" \
+  = '["center",true,0]' ] || fail "transfer ignored its click options"
 
 # Reference checkpoints convert without Python.
 "$MSAM" convert "$SHARED/fixtures/checkpoints/msam_format.pth" "$W/m.safetensors" >/dev/null

@@ -101,6 +101,23 @@ void set_preprocessing(const std::string& checkpoint, const std::vector<double>&
   }
 }
 
+void add_click_options(CLI::App& app, eval::EvalOptions& options, std::string& protocol) {
+  app.add_option("--clicks", options.clicks, "refinement clicks per case")
+      ->check(CLI::Range(1, 100));
+  app.add_option("--protocol", protocol, "click protocol: random, fnfp5050, center");
+  app.add_flag("--multi-click", options.multi_click, "feed all clicks so far");
+  app.add_option("--threshold", options.threshold,
+                 "mask = logits > threshold, clicks on its errors (0.5: the reference's choice)");
+  app.add_option("--seed", options.seed, "click sampling seed");
+}
+
+void finish_eval_options(const train::Config& run, const std::string& protocol,
+                         EvalRunOptions& options) {
+  options.eval.protocol = interaction::parse_click_protocol(protocol, "--protocol");
+  options.device = run.device == train::DeviceKind::kCuda ? "cuda" : "cpu";
+  options.eval.amp_dtype = train::amp_dtype(run.precision);
+}
+
 model::MSAM load_inference_model(const std::string& checkpoint, const torch::Device& device,
                                  std::string* summary) {
   auto model = model::load_for_inference(checkpoint, summary);
@@ -238,6 +255,7 @@ std::vector<eval::CaseResult> evaluate_entries(const std::string& checkpoint,
   sum.close();
   js["settings"] = {{"clicks", o.eval.clicks},
                     {"protocol", interaction::name(o.eval.protocol)},
+                    {"multi_click", o.eval.multi_click},
                     {"threshold_on_logits", o.eval.threshold},
                     {"nsd_tolerance_mm", o.eval.nsd_tolerance_mm},
                     {"seed", o.eval.seed},

@@ -1,5 +1,7 @@
 // What several subcommands share: ITK-backed readers, logging and option helpers.
 #pragma once
+#include <CLI/CLI.hpp>
+
 #include <functional>
 #include <string>
 #include <vector>
@@ -48,6 +50,13 @@ struct EvalRunOptions {
   int overlays = 3;           // overlay PNGs for the first N cases
   std::string device = "cpu";
 };
+// The click options that msam eval and msam transfer share (--clicks, --protocol,
+// --multi-click, --threshold, --seed) into `options`; `protocol` receives --protocol's text.
+void add_click_options(CLI::App& app, eval::EvalOptions& options, std::string& protocol);
+// `options` for a run: the protocol parsed, autocast from the run's precision.
+void finish_eval_options(const train::Config& run, const std::string& protocol,
+                         EvalRunOptions& options);
+
 std::vector<eval::CaseResult> evaluate_entries(const std::string& checkpoint,
                                                const std::vector<std::string>& entries,
                                                const EvalRunOptions& options);

@@ -25,9 +25,7 @@ int run(Options o) {
   else if (o.split == "val") entries = &data.val;
   else if (o.split == "train") entries = &data.train;
   else throw Error("--split: unknown split '" + o.split + "' (train, val, test)");
-  o.run.eval.protocol = interaction::parse_click_protocol(o.protocol, "--protocol");
-  o.run.device = config.device == train::DeviceKind::kCuda ? "cuda" : "cpu";
-  o.run.eval.amp_dtype = train::amp_dtype(config.precision);
+  finish_eval_options(config, o.protocol, o.run);
   o.run.out_dir = o.out.empty()
                       ? (std::filesystem::path(config.output) / ("eval_" + o.split)).string()
                       : o.out;
@@ -49,14 +47,8 @@ const Register reg(
           ->required()
           ->check(CLI::ExistingFile);
       app.add_option("--split", o->split, "train, val or test");
-      app.add_option("--clicks", o->run.eval.clicks, "refinement clicks per case")
-          ->check(CLI::Range(1, 100));
-      app.add_option("--protocol", o->protocol, "click protocol: random, fnfp5050, center");
-      app.add_flag("--multi-click", o->run.eval.multi_click, "feed all clicks so far");
-      app.add_option("--threshold", o->run.eval.threshold,
-                     "mask = logits > threshold, clicks on its errors (0.5: the reference's choice)");
+      add_click_options(app, o->run.eval, o->protocol);
       app.add_option("--nsd-tolerance", o->run.eval.nsd_tolerance_mm, "NSD tolerance in mm");
-      app.add_option("--seed", o->run.eval.seed, "click sampling seed");
       app.add_option("--out", o->out, "output folder (default <output>/eval_<split>)");
       app.add_flag("--save-masks", o->run.save_masks,
                    "write each mask as NIfTI in its scan's original geometry");

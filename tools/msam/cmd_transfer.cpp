@@ -18,7 +18,8 @@ namespace msam::cli {
 namespace {
 
 struct Options {
-  std::string source_config, target_config, source_checkpoint, target_checkpoint, out;
+  std::string source_config, target_config, source_checkpoint, target_checkpoint, out,
+      protocol = "random";
   std::vector<std::string> overrides;
   EvalRunOptions run;
 };
@@ -54,7 +55,7 @@ int run(Options o) {
     overrides.push_back("output=" + (fs::path(o.out) / "target").string());
   auto target = train::load_config(o.target_config, overrides);
   auto data = train::prepare_run_data(target, case_reader(), log_line);
-  o.run.device = target.device == train::DeviceKind::kCuda ? "cuda" : "cpu";
+  finish_eval_options(target, o.protocol, o.run);
 
   o.run.out_dir = (fs::path(o.out) / "eval_before").string();
   auto before = evaluate_entries(target_ckpt, data.test, o.run);
@@ -105,8 +106,7 @@ const Register reg(
       app.add_option("--target-checkpoint", o->target_checkpoint,
                      "model trained on the target (trained now if absent)");
       app.add_option("--out", o->out, "output folder")->required();
-      app.add_option("--clicks", o->run.eval.clicks, "refinement clicks per case");
-      app.add_option("--seed", o->run.eval.seed, "click sampling seed");
+      add_click_options(app, o->run.eval, o->protocol);
       app.add_option("--set", o->overrides, "override a key in both configurations");
       return [o] {
         o->run.original_grid = false;
