@@ -95,6 +95,7 @@ Session::Session(model::MSAM model, data::Volume scan, SessionOptions options)
   }
   if (ct) image_ = image_.clamp(-1000, 1000);
   logits_ = torch::full(image_.sizes(), kOutside, torch::kFloat);
+  mask_ = to_scan_grid((logits_ > options_.threshold).to(torch::kUInt8), data::Interp::Nearest);
 }
 
 data::Index3 Session::model_voxel(const UserClick& c) const {
@@ -247,7 +248,8 @@ SegmentationSummary Session::recompute(Clock::time_point start) {
   }
   s.contained = queue.empty();
 
-  const auto m = mask();
+  mask_ = to_scan_grid((logits_ > t).to(torch::kUInt8), data::Interp::Nearest);
+  const auto& m = mask_;
   s.voxels = m.data.sum().item<int64_t>();
   const auto& sp = scan_.geometry.spacing;
   s.volume_mm3 = static_cast<double>(s.voxels) * sp[0] * sp[1] * sp[2];
@@ -277,9 +279,7 @@ data::Volume Session::to_scan_grid(const torch::Tensor& values, data::Interp int
   return data::undo_reorient(v.data, ras_.record);
 }
 
-data::Volume Session::mask() const {
-  return to_scan_grid((logits_ > options_.threshold).to(torch::kUInt8), data::Interp::Nearest);
-}
+data::Volume Session::mask() const { return mask_; }
 
 data::Volume Session::probabilities() const {
   return to_scan_grid(torch::sigmoid(logits_), data::Interp::Linear);

@@ -123,6 +123,7 @@ class Session {
   std::vector<data::Index3> click_voxels_;  // in the model's grid
   std::list<std::pair<data::Index3, Window>> windows_;  // most recently used first
   torch::Tensor logits_;  // on the model's grid; -1e4 where no window reaches
+  data::Volume mask_;     // logits_ > threshold on the scan's grid, made once per change
   SegmentationSummary summary_;
 };
 
