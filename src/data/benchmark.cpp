@@ -39,9 +39,12 @@ PipelineTimings benchmark_pipeline(const CaseSource& raw_case, const CaseReader&
   const std::vector<std::string> entries(static_cast<size_t>(batch_size), path);
   t0 = std::chrono::steady_clock::now();
   for (int b = 0; b < batches; ++b) {
-    std::vector<std::array<bool, 3>> flips;
-    for (int64_t i = 0; i < batch_size; ++i) flips.push_back(sample_flips(0, 0, b * batch_size + i));
-    load_batch(entries, flips);
+    AugmentOptions flips_only;
+    flips_only.random_flips = true;
+    std::vector<Augmentation> augmentations;
+    for (int64_t i = 0; i < batch_size; ++i)
+      augmentations.push_back(sample_augmentation(flips_only, 0, 0, static_cast<size_t>(b * batch_size + i)));
+    load_batch(entries, augmentations);
     t.samples += batch_size;
   }
   t.cached_sample_to_batch_ms = seconds_since(t0) * 1000.0 / static_cast<double>(std::max<int64_t>(1, t.samples));

@@ -25,19 +25,38 @@ std::array<bool, 3> sample_flips(uint64_t seed, int64_t epoch, size_t position) 
   return {(bits & 1) != 0, (bits & 2) != 0, (bits & 4) != 0};
 }
 
-Batch load_batch(const std::vector<std::string>& entries, const std::vector<std::array<bool, 3>>& flips) {
+Augmentation sample_augmentation(const AugmentOptions& options, uint64_t seed, int64_t epoch,
+                                 size_t position) {
+  Augmentation a;
+  if (options.random_flips) a.flips = sample_flips(seed, epoch, position);
+  if (options.intensity_scale > 0 || options.intensity_shift > 0) {
+    uint64_t state = seed ^ 0x9E6C63D0676A9A99ull;
+    state ^= splitmix64(state) + static_cast<uint64_t>(epoch);
+    state ^= splitmix64(state) + static_cast<uint64_t>(position);
+    // Uniform in [-1, 1] from the top 53 bits.
+    auto uniform = [&] { return static_cast<double>(splitmix64(state) >> 11) * 0x1p-52 - 1.0; };
+    a.scale = 1.0 + options.intensity_scale * uniform();
+    a.shift = options.intensity_shift * uniform();
+  }
+  return a;
+}
+
+Batch load_batch(const std::vector<std::string>& entries,
+                 const std::vector<Augmentation>& augmentations) {
   std::vector<at::Tensor> images, labels;
   for (size_t i = 0; i < entries.size(); ++i) {
     auto c = read_cache_entry(entries[i]);
     if (!images.empty() && !c.image.sizes().equals(images.front().sizes().slice(1)))
       throw file_error(entries[i], "patch size differs from the other samples of the batch");
+    const auto& a = augmentations[i];
     std::vector<int64_t> dims;
     for (int64_t d = 0; d < 3; ++d)
-      if (flips[i][d]) dims.push_back(d);
+      if (a.flips[d]) dims.push_back(d);
     if (!dims.empty()) {
       c.image = c.image.flip(dims);
       c.label = c.label.flip(dims);
     }
+    if (a.scale != 1.0 || a.shift != 0.0) c.image = c.image * a.scale + a.shift;
     images.push_back(c.image.unsqueeze(0));
     labels.push_back(c.label.unsqueeze(0));
   }
@@ -72,12 +91,12 @@ Batch EpochLoader::make_batch(int64_t index) const {
   const auto begin = static_cast<size_t>(index * options_.batch_size);
   const auto end = std::min(entries_.size(), begin + static_cast<size_t>(options_.batch_size));
   std::vector<std::string> files;
-  std::vector<std::array<bool, 3>> flips;
+  std::vector<Augmentation> augmentations;
   for (size_t p = begin; p < end; ++p) {
     files.push_back(entries_[order_[p]]);
-    flips.push_back(options_.random_flips ? sample_flips(options_.seed, epoch_, p) : std::array<bool, 3>{});
+    augmentations.push_back(sample_augmentation(options_.augment, options_.seed, epoch_, p));
   }
-  auto b = load_batch(files, flips);
+  auto b = load_batch(files, augmentations);
   b.index = index;
   return b;
 }

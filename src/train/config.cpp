@@ -131,6 +131,9 @@ void validate(const Config& c, const std::string& source) {
     check.require(sources == 1, key,
                   "give exactly one of root, dataset_json or pairs (got " +
                       std::to_string(sources) + ")");
+    check.require(d.name.find('/') == std::string::npos, key + ".name",
+                  "must not contain '/' (it is the first part of each case id), got '" +
+                      d.name + "'");
     for (size_t j = 0; j < d.pairs.size(); ++j)
       check.require(!d.pairs[j].first.empty() && !d.pairs[j].second.empty(),
                     key + ".pairs." + std::to_string(j), "needs both image and label paths");
@@ -154,6 +157,12 @@ void validate(const Config& c, const std::string& source) {
                     "spacings must be > 0 mm, got " + number(s));
   non_negative(c.data.min_label_voxels, "data.min_label_voxels");
   positive(c.data.roi, "data.roi");
+  check.require(std::isfinite(c.data.intensity_scale) && c.data.intensity_scale >= 0 &&
+                    c.data.intensity_scale < 1,
+                "data.intensity_scale",
+                "must be in [0, 1) (a factor 1 ± it), got " + number(c.data.intensity_scale));
+  check.require(std::isfinite(c.data.intensity_shift) && c.data.intensity_shift >= 0,
+                "data.intensity_shift", "must be >= 0, got " + number(c.data.intensity_shift));
   non_negative(c.data.workers, "data.workers");
   non_negative(c.data.prefetch, "data.prefetch");
 
@@ -492,6 +501,7 @@ void visit(V& v, Config& c) {
   v.section("data", [&](V& s) {
     auto& d = c.data;
     s.list("datasets", d.datasets, [](V& ds, DatasetSpec& spec) {
+      ds("name", spec.name);
       ds("root", spec.root);
       ds("dataset_json", spec.dataset_json);
       ds.list("pairs", spec.pairs, [](V& p, std::pair<std::string, std::string>& pair) {
@@ -512,6 +522,8 @@ void visit(V& v, Config& c) {
     s("copy_image_geometry", d.copy_image_geometry);
     s("roi", d.roi);
     s("random_flip", d.random_flip);
+    s("intensity_scale", d.intensity_scale);
+    s("intensity_shift", d.intensity_shift);
     s("workers", d.workers);
     s("prefetch", d.prefetch);
   });

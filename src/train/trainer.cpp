@@ -69,6 +69,7 @@ RunData prepare_run_data(const Config& config, const data::CaseReader& reader,
   std::vector<data::DatasetSpec> specs;
   for (const auto& d : config.data.datasets) {
     data::DatasetSpec s;
+    s.name = d.name;
     s.root = d.root.empty() && !d.dataset_json.empty()
                  ? fs::path(d.dataset_json).parent_path().string()
                  : d.root;
@@ -126,8 +127,9 @@ RunData prepare_run_data(const Config& config, const data::CaseReader& reader,
   return out;
 }
 
-torch::Tensor reference_dice_tensor(const torch::Tensor& logits, const torch::Tensor& target) {
-  auto pred = (logits.detach() > 0.5).flatten(1);
+torch::Tensor mask_dice_tensor(const torch::Tensor& logits, const torch::Tensor& target,
+                               double threshold) {
+  auto pred = (logits.detach() > threshold).flatten(1);
   auto gt = (target > 0).flatten(1);
   auto inter = (pred & gt).sum(1).to(torch::kDouble);
   auto sum = (pred.sum(1) + gt.sum(1)).to(torch::kDouble);
@@ -137,8 +139,8 @@ torch::Tensor reference_dice_tensor(const torch::Tensor& logits, const torch::Te
   return dice.sum() / valid.sum().to(torch::kDouble);
 }
 
-double reference_dice(const torch::Tensor& logits, const torch::Tensor& target) {
-  return reference_dice_tensor(logits, target).item<double>();
+double mask_dice(const torch::Tensor& logits, const torch::Tensor& target, double threshold) {
+  return mask_dice_tensor(logits, target, threshold).item<double>();
 }
 
 torch::Tensor iteration_loss(const torch::Tensor& logits, const torch::Tensor& target,
@@ -231,7 +233,7 @@ StepOutput training_step(model::MSAM& model, const torch::Tensor& image,
             losses.push_back(iteration_loss(it.logits, target, s.loss));
             out.loss = out.loss + losses.back();
           }
-          if (last) out.dice = reference_dice_tensor(it.logits, target);
+          if (last) out.dice = mask_dice_tensor(it.logits, target, s.refinement.threshold);
         });
     out.iteration_losses = torch::stack(losses).detach();
   }
@@ -366,7 +368,9 @@ EpochRecord Trainer::train_epoch(int64_t epoch) {
   lo.workers = static_cast<int>(config_.data.workers);
   lo.prefetch = static_cast<int>(config_.data.prefetch);
   lo.shuffle = true;
-  lo.random_flips = config_.data.random_flip;
+  lo.augment.random_flips = config_.data.random_flip;
+  lo.augment.intensity_scale = config_.data.intensity_scale;
+  lo.augment.intensity_shift = config_.data.intensity_shift;
   lo.seed = static_cast<uint64_t>(config_.seed);
   data::EpochLoader loader(data_.train, lo, epoch);
   auto gen = torch::make_generator<at::CPUGeneratorImpl>(epoch_seed(config_.seed, epoch, 1));
@@ -452,7 +456,7 @@ std::pair<double, double> Trainer::validate(int64_t epoch) {
           const bool last = it.index == ro.iterations - 1;
           if (config_.loss.reduce == LossReduce::kSum || last)
             loss += iteration_loss(it.logits, target, config_.loss.kind).item<double>();
-          if (last) dice = reference_dice(it.logits, target);
+          if (last) dice = mask_dice(it.logits, target, ro.threshold);
         });
     loss_sum += loss;
     ++n;

@@ -577,7 +577,7 @@ TEST(Loader, SameSeedSameBatchesWithTwoWorkers) {
   opt.batch_size = 2;
   opt.workers = 2;
   opt.prefetch = 2;
-  opt.random_flips = true;
+  opt.augment.random_flips = true;
   opt.seed = 42;
   auto collect = [&](const LoaderOptions& o, int64_t epoch) {
     std::vector<Batch> out;
@@ -621,6 +621,57 @@ TEST(Loader, SameSeedSameBatchesWithTwoWorkers) {
   EXPECT_GT(flipped, 0);
   opt.drop_last = true;
   EXPECT_EQ(collect(opt, 3).size(), 3u);
+}
+
+TEST(Loader, IntensityAugmentationIsSeededBoundedAndLeavesLabelsAlone) {
+  const auto dir = msam::test::temp_dir("loader_intensity");
+  const auto data = fake_dataset(dir, 3);
+  prepare_cache(data.cases, small_settings(), dir + "/cache", data.reader());
+  const auto entries = cached_entries(dir + "/cache", {"fake/c0", "fake/c1", "fake/c2"});
+  AugmentOptions aug;
+  aug.intensity_scale = 0.2;
+  aug.intensity_shift = 0.3;
+  double min_scale = 2, max_scale = 0, min_shift = 1, max_shift = -1;
+  for (size_t p = 0; p < 200; ++p) {
+    const auto a = sample_augmentation(aug, 5, 1, p);
+    EXPECT_EQ(a.flips, (std::array<bool, 3>{false, false, false}));  // flips are off
+    min_scale = std::min(min_scale, a.scale);
+    max_scale = std::max(max_scale, a.scale);
+    min_shift = std::min(min_shift, a.shift);
+    max_shift = std::max(max_shift, a.shift);
+  }
+  EXPECT_GE(min_scale, 0.8);
+  EXPECT_LE(max_scale, 1.2);
+  EXPECT_LT(min_scale, 0.85);  // the whole range is drawn
+  EXPECT_GT(max_scale, 1.15);
+  EXPECT_GE(min_shift, -0.3);
+  EXPECT_LE(max_shift, 0.3);
+  EXPECT_LT(min_shift, -0.25);
+  EXPECT_GT(max_shift, 0.25);
+  // Flips keep their own draw whether or not intensities are augmented.
+  aug.random_flips = true;
+  EXPECT_EQ(sample_augmentation(aug, 5, 1, 7).flips, sample_flips(5, 1, 7));
+
+  LoaderOptions opt;
+  opt.batch_size = 1;
+  opt.workers = 1;
+  opt.shuffle = false;
+  opt.augment = aug;
+  opt.augment.random_flips = false;
+  opt.seed = 5;
+  EpochLoader loader(entries, opt, 1);
+  for (size_t p = 0; p < entries.size(); ++p) {
+    const auto b = loader.next();
+    ASSERT_TRUE(b.has_value());
+    const auto c = read_cache_entry(entries[p]);
+    const auto a = sample_augmentation(opt.augment, 5, 1, p);
+    EXPECT_TRUE(at::allclose(b->image[0][0], c.image * a.scale + a.shift, 1e-6, 1e-6)) << p;
+    EXPECT_TRUE(at::equal(b->label[0][0], c.label)) << p;
+  }
+  // Off by default: the reference's loader.
+  const auto none = sample_augmentation(AugmentOptions{}, 5, 1, 0);
+  EXPECT_EQ(none.scale, 1.0);
+  EXPECT_EQ(none.shift, 0.0);
 }
 
 TEST(Loader, StopsCleanlyAndReportsBadEntries) {

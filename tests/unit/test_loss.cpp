@@ -1,8 +1,11 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cmath>
+
 #include "msam/common/error.h"
 #include "msam/train/loss.h"
+#include "msam/train/trainer.h"
 
 using namespace msam;
 
@@ -36,4 +39,19 @@ TEST(Loss, PerfectAndOppositePredictions) {
               1.0 - 1e-5 / (64.0 + 1e-5), 1e-9);
   EXPECT_THROW(train::soft_dice_loss_per_item(sure, target.squeeze(0)), Error);
   EXPECT_THROW(train::bce_with_logits_loss(sure, target.flatten()), Error);
+}
+
+// The Dice that picks best.safetensors thresholds the logits where evaluation does
+// (loop.threshold), and leaves out samples that are empty on both sides.
+TEST(MaskDice, ThresholdIsTheRunsAndEmptySamplesAreLeftOut) {
+  auto logits = torch::full({2, 1, 4, 4, 4}, -5.0);
+  auto target = torch::zeros({2, 1, 4, 4, 4});
+  target[0].narrow(1, 0, 2).fill_(1);   // half of sample 0 is lesion
+  logits[0].narrow(1, 0, 2).fill_(0.3);  // probability 0.57: above 0, below the logit 0.5
+  EXPECT_DOUBLE_EQ(msam::train::mask_dice(logits, target, 0.0), 1.0);
+  EXPECT_DOUBLE_EQ(msam::train::mask_dice(logits, target, 0.5), 0.0);
+  // A negative threshold is a probability below 0.5: sigmoid(-6) ≈ 0.0025 lets -5 through, so
+  // both samples are all foreground (sample 1's Dice 0 now counts).
+  EXPECT_DOUBLE_EQ(msam::train::mask_dice(logits, target, -6.0), 0.5 * 2.0 * 32 / (64 + 32));
+  EXPECT_TRUE(std::isnan(msam::train::mask_dice(logits[1].unsqueeze(0), target[1].unsqueeze(0), 0.5)));
 }

@@ -153,6 +153,9 @@ TEST(TrainConfig, ImpossibleValuesNameTheKey) {
   EXPECT_TRUE(contains(load_error("data:\n  datasets: []\n"), "data.datasets: at least one dataset is required"));
   EXPECT_TRUE(contains(load_error("data:\n  datasets:\n    - root: /a\n      dataset_json: /a/dataset.json\n"), "data.datasets.0: give exactly one of root, dataset_json or pairs"));
   EXPECT_TRUE(contains(load_error("data:\n  datasets:\n    - root: /a\n      target_labels: [0]\n"), "data.datasets.0.target_labels"));
+  EXPECT_TRUE(contains(load_error("data:\n  datasets:\n    - root: /a\n      name: a/b\n"), "data.datasets.0.name: must not contain '/'"));
+  EXPECT_TRUE(contains(load_error(base, {"data.intensity_scale=1"}), "data.intensity_scale: must be in [0, 1)"));
+  EXPECT_TRUE(contains(load_error(base, {"data.intensity_shift=-0.1"}), "data.intensity_shift: must be >= 0"));
   EXPECT_EQ(load_error(base + "precision: bf16\ndevice: cuda\n"), "");
 }
 

@@ -1,7 +1,7 @@
 // Batches from the preprocessed cache: background worker threads fill a bounded prefetch
 // queue while training runs. The batches of an epoch depend only on (entries, options,
-// epoch): the order comes from the seed, the flips from the seed and the sample's position,
-// and batches are handed out in index order whichever worker finished first.
+// epoch): the order comes from the seed, each sample's augmentation from the seed and the
+// sample's position, and batches are handed out in index order whichever worker finished first.
 #pragma once
 #include <ATen/ATen.h>
 
@@ -18,12 +18,28 @@
 
 namespace msam::data {
 
+// Training augmentation; all off reproduces the reference's loader without flips.
+struct AugmentOptions {
+  bool random_flips = false;  // torchio RandomFlip(axes=(0, 1, 2)): each axis with p = 0.5
+  // image · s + t with s uniform in [1 − intensity_scale, 1 + intensity_scale] and t uniform in
+  // [−intensity_shift, intensity_shift], on the z-scored patch: scans whose normalisation
+  // statistics differ (another site, brain mask or bias field) look like these.
+  double intensity_scale = 0;
+  double intensity_shift = 0;
+};
+
+// One sample's draw.
+struct Augmentation {
+  std::array<bool, 3> flips{false, false, false};  // (x, y, z)
+  double scale = 1, shift = 0;
+};
+
 struct LoaderOptions {
   int64_t batch_size = 2;
   int workers = 2;
   int prefetch = 4;          // batches loaded ahead of the consumer, at most
   bool shuffle = true;
-  bool random_flips = false;  // torchio RandomFlip(axes=(0, 1, 2)): each axis with p = 0.5
+  AugmentOptions augment;
   bool drop_last = false;
   uint64_t seed = 0;
 };
@@ -41,8 +57,14 @@ std::vector<size_t> epoch_order(size_t n, uint64_t seed, int64_t epoch, bool shu
 // Flip decisions (x, y, z) for the sample at `position` of `epoch`.
 std::array<bool, 3> sample_flips(uint64_t seed, int64_t epoch, size_t position);
 
-// Reads the given cache entries and stacks them into one batch (no threads).
-Batch load_batch(const std::vector<std::string>& entries, const std::vector<std::array<bool, 3>>& flips);
+// The augmentation of the sample at `position` of `epoch`: the flips are sample_flips' (when
+// enabled), the intensity change an independent draw.
+Augmentation sample_augmentation(const AugmentOptions& options, uint64_t seed, int64_t epoch,
+                                 size_t position);
+
+// Reads the given cache entries, augments each and stacks them into one batch (no threads).
+Batch load_batch(const std::vector<std::string>& entries,
+                 const std::vector<Augmentation>& augmentations);
 
 // One pass over the entries. Construction starts the workers; destruction (or the end of
 // the epoch) stops and joins them, also when the consumer stops early. A worker's error

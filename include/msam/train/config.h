@@ -28,10 +28,14 @@ enum class DeviceKind { kCpu, kCuda };
 
 // One dataset: exactly one of `root` (imagesTr/ + labelsTr/), `dataset_json` (MSD) or `pairs`.
 struct DatasetSpec {
+  // Prefix of its case ids ("<name>/<case>"), which a saved split names; empty = the folder's
+  // name (or "pairs"). Set it when the split must hold wherever the data is kept.
+  std::string name;
   std::string root;
   std::string dataset_json;
   std::vector<std::pair<std::string, std::string>> pairs;  // (image, label) paths
-  std::vector<int64_t> target_labels;  // label values that form the foreground; empty = any > 0
+  // Label values that form the foreground; empty = the label must be a 0/1 mask.
+  std::vector<int64_t> target_labels;
   Modality modality = Modality::kCT;
 };
 
@@ -53,6 +57,10 @@ struct DataConfig {
   bool copy_image_geometry = false;
   int64_t roi = 128;
   bool random_flip = true;  // training augmentation: flips on all three axes
+  // Training augmentation of intensities after the z-score (data::AugmentOptions): a random
+  // factor in [1 − intensity_scale, 1 + intensity_scale] and offset in ±intensity_shift.
+  double intensity_scale = 0;
+  double intensity_shift = 0;
   int64_t workers = 2;
   int64_t prefetch = 2;
 };
@@ -95,7 +103,10 @@ struct LoopConfig {
   int64_t iterations = 11;  // 1 click + 10 refinements
   interaction::ClickProtocol protocol = interaction::ClickProtocol::kRandom;
   bool multi_click = false;  // feed all clicks so far instead of only the newest
-  double threshold = interaction::kReferenceClickThreshold;  // mask = logits > threshold
+  // Mask = logits > threshold: the mask whose errors the next click corrects and whose Dice
+  // picks best.safetensors. A logit: 0 is probability 0.5, a negative value a lower probability
+  // (any finite value is valid); the reference's 0.5 is a slip its weights carry.
+  double threshold = interaction::kReferenceClickThreshold;
 };
 
 struct LossConfig {

@@ -39,13 +39,16 @@ RunData prepare_run_data(const Config& config, const data::CaseReader& reader,
 
 torch::Device device_of(const Config& config);
 
-// Reference training Dice (train_msam.py `get_dice_score`): prediction = logits > 0.5 (a
-// threshold on logits, not probabilities: a reference slip kept for comparable numbers),
-// per-sample Dice averaged over the batch; samples with both masks empty are left out.
-double reference_dice(const torch::Tensor& logits, const torch::Tensor& target);
+// Training and validation Dice (train_msam.py `get_dice_score`): prediction = logits >
+// `threshold`, per-sample Dice averaged over the batch; samples with both masks empty are left
+// out. The run's `loop.threshold`, so the Dice that picks best.safetensors scores the mask that
+// evaluation scores; the reference's 0.5 on logits (not probabilities) is a slip kept for
+// comparable numbers.
+double mask_dice(const torch::Tensor& logits, const torch::Tensor& target, double threshold);
 // The same as a scalar tensor on the logits' device (NaN when every sample is empty on both
 // sides), so that a training step need not wait for it.
-torch::Tensor reference_dice_tensor(const torch::Tensor& logits, const torch::Tensor& target);
+torch::Tensor mask_dice_tensor(const torch::Tensor& logits, const torch::Tensor& target,
+                               double threshold);
 
 // Loss of one refinement iteration's full-size logits, computed in float32 or wider (float64
 // logits stay float64).
