@@ -35,17 +35,6 @@ bool close(const std::array<double, N>& a, const std::array<double, N>& b, doubl
   return true;
 }
 
-// The first geometry field in which image and label disagree, or "" when they agree.
-std::string geometry_difference(const Geometry& image, const Geometry& label, double tol) {
-  if (!close(image.spacing, label.spacing, tol))
-    return "spacing " + array_str(label.spacing) + " vs image " + array_str(image.spacing);
-  if (!close(image.origin, label.origin, tol))
-    return "origin " + array_str(label.origin) + " vs image " + array_str(image.origin);
-  if (!close(image.direction, label.direction, tol))
-    return "direction " + array_str(label.direction) + " vs image " + array_str(image.direction);
-  return "";
-}
-
 // Label values (of `label`, in any dim order) as integers; fractional or negative values are
 // errors.
 at::Tensor integral_label(at::Tensor data, const Volume& label) {
@@ -203,6 +192,16 @@ Index3 shape3(const at::Tensor& t) { return {t.size(0), t.size(1), t.size(2)}; }
 
 }  // namespace
 
+std::string geometry_difference(const Geometry& image, const Geometry& other, double tol) {
+  if (!close(image.spacing, other.spacing, tol))
+    return "spacing " + array_str(other.spacing) + " vs image " + array_str(image.spacing);
+  if (!close(image.origin, other.origin, tol))
+    return "origin " + array_str(other.origin) + " vs image " + array_str(image.origin);
+  if (!close(image.direction, other.direction, tol))
+    return "direction " + array_str(other.direction) + " vs image " + array_str(image.direction);
+  return "";
+}
+
 std::string settings_json(const PreprocessSettings& s) {
   nlohmann::json j;
   j["target_spacing"] = s.target_spacing ? nlohmann::json(*s.target_spacing) : nlohmann::json(nullptr);
@@ -347,6 +346,18 @@ Volume restore_to_original(const at::Tensor& patch, const PreprocessRecord& reco
   Volume grid{paste_roi(patch, record.crop), record.grid_geometry, ""};
   if (record.resampled) grid = resample_onto(grid, record.ras_shape, record.ras_geometry, Interp::Nearest);
   return undo_reorient(grid.data, record.orientation);
+}
+
+at::Tensor patch_from_original(const at::Tensor& mask, const PreprocessRecord& rec) {
+  const RegionReader ras = [&](const Index3& start, const Index3& size) {
+    return ras_region(mask, rec.orientation, start, size);
+  };
+  if (!rec.resampled) return cut_patch(rec.crop, rec.ras_shape, ras);
+  // Box by box, as the image was resampled: the same voxels as resampling the whole mask.
+  const Grid grid{rec.crop.full_shape, rec.grid_geometry};
+  return cut_patch(rec.crop, grid.shape, [&](const Index3& start, const Index3& size) {
+    return resample_box({rec.ras_shape, rec.ras_geometry}, ras, grid, Interp::Nearest, start, size);
+  });
 }
 
 }  // namespace msam::data

@@ -32,11 +32,12 @@ CaseResult evaluate_case(model::MSAM& model, const data::CachedCase& c, const Ev
   torch::NoGradGuard no_grad;
   model->eval();
   CaseResult r;
-  r.case_id = c.info.case_id;
+  auto& scores = r.scores;
+  scores.case_id = c.info.case_id;
   auto image = c.image.to(torch::kFloat).unsqueeze(0).unsqueeze(0).to(device);
   auto gt = c.label.to(torch::kBool);
   auto target = c.label.to(torch::kFloat).unsqueeze(0).unsqueeze(0).to(device);
-  auto gen = torch::make_generator<at::CPUGeneratorImpl>(case_seed(options.seed, r.case_id));
+  auto gen = torch::make_generator<at::CPUGeneratorImpl>(case_seed(options.seed, scores.case_id));
   interaction::RefinementOptions ro{options.clicks, options.protocol, options.multi_click,
                                     options.threshold};
   compat::AutocastGuard amp(device, options.amp_dtype);
@@ -46,7 +47,7 @@ CaseResult evaluate_case(model::MSAM& model, const data::CachedCase& c, const Ev
       model, ctx, ro, interaction::simulated_clicks(target, ro, gen),
       [&](const interaction::IterationResult& it) {
         auto pred = (it.logits[0][0] > options.threshold).to(torch::kCPU);
-        r.dice_per_click.push_back(crop_dice(pred, gt));
+        scores.dice_per_click.push_back(crop_dice(pred, gt));
         r.clicks.push_back(interaction::from_batch(it.click).front());
         final_logits = it.logits;
       });
@@ -55,16 +56,16 @@ CaseResult evaluate_case(model::MSAM& model, const data::CachedCase& c, const Ev
   const auto& sp = c.info.record.patch_geometry.spacing;
   mo.spacing = {sp[0], sp[1], sp[2]};
   mo.nsd_tolerance_mm = options.nsd_tolerance_mm;
-  r.crop = compute_case_metrics(r.mask, c.label, mo);
+  scores.crop = compute_case_metrics(r.mask, c.label, mo);
   if (original) {
     auto restored = data::restore_to_original(r.mask, c.info.record);
     auto gt_orig = original(c.info);
     MetricOptions oo = mo;
     const auto& os = gt_orig.geometry.spacing;
     oo.spacing = {os[0], os[1], os[2]};
-    r.original = compute_case_metrics(restored.data, gt_orig.data, oo);
+    scores.original = compute_case_metrics(restored.data, gt_orig.data, oo);
   }
-  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  scores.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return r;
 }
 

@@ -7,6 +7,7 @@
 
 #include "msam/common/error.h"
 #include "msam/common/parallel.h"
+#include "msam/eval/metric_table.h"
 
 namespace msam::eval {
 namespace {
@@ -228,8 +229,9 @@ CaseMetrics compute_case_metrics(const at::Tensor& pred, const at::Tensor& gt,
 }
 
 std::vector<std::pair<std::string, double>> metric_values(const CaseMetrics& m) {
-  return {{"dice", m.dice}, {"iou", m.iou},   {"hd", m.hd},
-          {"hd95", m.hd95}, {"assd", m.assd}, {"nsd", m.nsd}};
+  std::vector<std::pair<std::string, double>> out;
+  for (const auto& info : metric_table()) out.emplace_back(info.name, m.*info.value);
+  return out;
 }
 
 MetricSummary summarize(const std::vector<double>& values) {

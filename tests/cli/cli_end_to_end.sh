@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end check of the msam command line on a tiny synthetic dataset: synth → prepare →
-# train (killed mid-run, then resumed) → eval → compare → segment → convert, plus the
-# error paths a user hits first. Usage: cli_end_to_end.sh <msam binary> <shared dir> <source dir>
+# train (killed mid-run, then resumed) → eval → scoring other tools' masks → compare → segment →
+# convert, plus the error paths a user hits first.
+# Usage: cli_end_to_end.sh <msam binary> <shared dir> <source dir>
 set -euo pipefail
 MSAM=$1 SHARED=$2 SRC=$3
 W=$(mktemp -d)
@@ -11,6 +12,14 @@ expect_error() {  # expect_error "<text in message>" cmd...
   local want=$1; shift
   if "$@" >"$W/err.log" 2>&1; then fail "expected failure: $*"; fi
   grep -qF -- "$want" "$W/err.log" || { cat "$W/err.log"; fail "message lacks '$want'"; }
+}
+# Every bad input, command-line ones included, exits with 2.
+expect_exit2() {  # expect_exit2 "<text in message>" cmd...
+  local want=$1 rc=0; shift
+  "$@" >"$W/err.log" 2>&1 || rc=$?
+  [ "$rc" = 2 ] || { cat "$W/err.log"; fail "exit status $rc, not 2: $*"; }
+  grep -qF -- "msam: error: " "$W/err.log" && grep -qF -- "$want" "$W/err.log" \
+    || { cat "$W/err.log"; fail "message lacks 'msam: error: ...$want'"; }
 }
 
 SET=(--set "data.datasets.0.root=$W/data" --set "output=$W/run" --set loop.iterations=2
@@ -70,13 +79,69 @@ PY
 head -1 "$W/eval/per_case.csv" | grep -q "^case,dice_click1,dice_click2,dice_click3,dice,iou,hd,hd95,assd,nsd,orig_dice" \
   || fail "per_case.csv header"
 for f in summary.csv summary.json dice_vs_clicks.svg; do [ -s "$W/eval/$f" ] || fail "missing eval $f"; done
-[ "$(ls "$W/eval/masks" | wc -l)" = 1 ] && [ "$(ls "$W/eval/overlays" | wc -l)" = 1 ] || fail "masks/overlays"
+[ "$(find "$W/eval/masks" -name '*.nii.gz' | wc -l)" = 1 ] && [ "$(ls "$W/eval/overlays" | wc -l)" = 1 ] \
+  || fail "masks/overlays"
 # Same seed, same CSV.
 "$MSAM" eval --config "$SRC/configs/tiny_cpu.yaml" "${SET[@]}" --checkpoint "$W/run/best.safetensors" \
   --clicks 3 --overlays 0 --out "$W/eval2" >/dev/null 2>&1
 cmp <(cut -d, -f1-16 "$W/eval/per_case.csv") <(cut -d, -f1-16 "$W/eval2/per_case.csv") || fail "eval not reproducible"
 "$MSAM" compare "$W/eval/per_case.csv" "$W/eval2/per_case.csv" > "$W/compare.log"
 grep -q "^dice" "$W/compare.log" || fail "compare output"
+
+# Another tool's masks (msam eval --predictions): the model's own saved masks score exactly
+# as the model did on the original grid; a missing and a misaligned prediction are reported
+# per case and counted, not skipped. This briefly trained model's masks at logit 0.5 are
+# empty; at -1 they overlap the lesions, so the equality compares real numbers.
+"$MSAM" eval --config "$SRC/configs/tiny_cpu.yaml" "${SET[@]}" --checkpoint "$W/run/best.safetensors" \
+  --split train --clicks 2 --threshold -1 --save-masks --overlays 0 --out "$W/eval_train" \
+  > "$W/eval_train.log" 2>&1 \
+  || { cat "$W/eval_train.log"; fail "eval --split train"; }
+cp -r "$W/eval_train/masks" "$W/preds"
+mapfile -t PREDS < <(find "$W/preds" -name '*.nii.gz' | sort)
+[ "${#PREDS[@]}" = 4 ] || fail "expected 4 saved masks, got ${#PREDS[@]}"
+rm "${PREDS[0]}"
+python3 - "${PREDS[1]}" <<'PY'  # moves the mask 5 mm along x: NIfTI qoffset_x and srow_x[3]
+import gzip, struct, sys
+data = bytearray(gzip.open(sys.argv[1]).read())
+for at in (268, 292):
+    struct.pack_into('<f', data, at, struct.unpack_from('<f', data, at)[0] + 5.0)
+gzip.open(sys.argv[1], 'wb').write(bytes(data))
+PY
+"$MSAM" eval --config "$SRC/configs/tiny_cpu.yaml" "${SET[@]}" --split train --predictions "$W/preds" \
+  --out "$W/scored" > "$W/scored.log" 2>&1 || { cat "$W/scored.log"; fail "eval --predictions"; }
+grep -q "not scored (missing)" "$W/scored.log" && grep -q "not scored (misaligned).*origin" "$W/scored.log" \
+  || { cat "$W/scored.log"; fail "missing/misaligned predictions not reported on stderr"; }
+[ "$(jq -c '.cases' "$W/scored/summary.json")" = '{"misaligned":1,"missing":1,"scored":2,"total":4}' ] \
+  || { cat "$W/scored/summary.json"; fail "summary.json case counts"; }
+python3 - "$W/eval_train/per_case.csv" "$W/scored/per_case.csv" <<'PY' || fail "saved masks do not score as the model did"
+import csv, sys
+model = {r['case']: r for r in csv.DictReader(open(sys.argv[1]))}
+scored = list(csv.DictReader(open(sys.argv[2])))
+assert [r['status'] for r in scored].count('scored') == 2, [r['status'] for r in scored]
+assert 'dice_click1' not in scored[0] and 'seconds' not in scored[0], list(scored[0])
+for r in scored:
+    cols = [c for c in r if c.startswith('orig_')]
+    assert len(cols) == 6, cols
+    if r['status'] == 'scored':
+        assert all(r[c] == model[r['case']][c] for c in cols), (r, model[r['case']])
+        assert float(r['orig_dice']) > 0, r
+    else:
+        assert r['message'] and all(r[c] == 'nan' for c in cols), r
+PY
+"$MSAM" compare "$W/eval_train/per_case.csv" "$W/scored/per_case.csv" > "$W/compare_pred.log" \
+  || { cat "$W/compare_pred.log"; fail "compare with scored predictions"; }
+grep -q "only in $W/eval_train/per_case.csv (not compared): dice_click1 dice_click2" "$W/compare_pred.log" \
+  && grep -q "2 cases not scored" "$W/compare_pred.log" \
+  && grep -Eq "^orig_dice .* 0 +0 +2 +2$" "$W/compare_pred.log" \
+  || { cat "$W/compare_pred.log"; fail "compare of a model and scored masks"; }
+mkdir "$W/no_preds"
+expect_exit2 "no case of the split could be scored" "$MSAM" eval --config "$SRC/configs/tiny_cpu.yaml" \
+  "${SET[@]}" --predictions "$W/no_preds" --out "$W/scored_none"
+[ "$(cut -d, -f14 "$W/scored_none/per_case.csv" | tail -n +2)" = missing ] || fail "per_case.csv of no predictions"
+expect_exit2 "excludes" "$MSAM" eval --config "$SRC/configs/tiny_cpu.yaml" "${SET[@]}" \
+  --predictions "$W/preds" --checkpoint "$W/run/best.safetensors"
+expect_exit2 "$W/none: no such folder of predictions" "$MSAM" eval --config "$SRC/configs/tiny_cpu.yaml" \
+  "${SET[@]}" --predictions "$W/none"
 
 # Segment a real scan from a click inside its lesion: the mask keeps the scan's geometry.
 "$MSAM" segment --checkpoint "$W/run/best.safetensors" --image "$SHARED/data/msam_lung_ct/image.nii.gz" \
@@ -110,14 +175,7 @@ grep -q "^dice" "$W/transfer.log" && [ -s "$W/transfer/transfer.csv" ] || fail "
 "$MSAM" convert "$SHARED/fixtures/checkpoints/msam_format.pth" "$W/m.safetensors" >/dev/null
 [ -s "$W/m.safetensors" ] || fail "convert"
 
-# Errors name the problem. Every bad input, command-line ones included, exits with 2.
-expect_exit2() {  # expect_exit2 "<text in message>" cmd...
-  local want=$1 rc=0; shift
-  "$@" >"$W/err.log" 2>&1 || rc=$?
-  [ "$rc" = 2 ] || { cat "$W/err.log"; fail "exit status $rc, not 2: $*"; }
-  grep -qF -- "msam: error: " "$W/err.log" && grep -qF -- "$want" "$W/err.log" \
-    || { cat "$W/err.log"; fail "message lacks 'msam: error: ...$want'"; }
-}
+# Errors name the problem.
 expect_exit2 "--config: File does not exist: $W/none.yaml" "$MSAM" train --config "$W/none.yaml"
 expect_exit2 "--checkpoint: File does not exist: $W/none.safetensors" "$MSAM" eval \
   --config "$SRC/configs/tiny_cpu.yaml" --checkpoint "$W/none.safetensors"

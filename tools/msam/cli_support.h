@@ -7,7 +7,8 @@
 #include <vector>
 
 #include "msam/data/cache.h"
-#include "msam/eval/evaluator.h"
+#include "msam/eval/prediction_scoring.h"
+#include "msam/eval/split_evaluation.h"
 #include "msam/interaction/session.h"
 #include "msam/model/msam.h"
 #include "msam/train/config.h"
@@ -17,9 +18,6 @@ namespace msam::cli {
 // Reads a case's image and label with ITK; empty in a build without ITK (the GPU machine),
 // where training and evaluation read a prepared cache only.
 data::CaseReader case_reader();
-// The case's binarised ground truth on its original scan grid (for paste-back metrics);
-// empty without ITK.
-eval::OriginalLabelReader original_label_reader();
 
 void log_line(const std::string& line);  // stderr, one line
 
@@ -39,29 +37,14 @@ void set_preprocessing(const std::string& checkpoint, const std::vector<double>&
 model::MSAM load_inference_model(const std::string& checkpoint, const torch::Device& device,
                                  std::string* summary);
 
-// Evaluates every cache entry with `model` and writes per_case.csv, summary.csv,
-// summary.json, dice_vs_clicks.svg (and masks / overlays when asked) into `out_dir`.
-// Returns the per-case results.
-struct EvalRunOptions {
-  eval::EvalOptions eval;
-  std::string out_dir;
-  bool original_grid = true;  // also score the mask pasted back onto the original scan
-  bool save_masks = false;    // NIfTI masks in the original geometry
-  int overlays = 3;           // overlay PNGs for the first N cases
-  std::string device = "cpu";
-};
 // The click options that msam eval and msam transfer share (--clicks, --protocol,
 // --multi-click, --threshold, --seed) into `options`; `protocol` receives --protocol's text.
 void add_click_options(CLI::App& app, eval::EvalOptions& options, std::string& protocol);
-// `options` for a run: the protocol parsed, autocast from the run's precision.
-void finish_eval_options(const train::Config& run, const std::string& protocol,
-                         EvalRunOptions& options);
-
-std::vector<eval::CaseResult> evaluate_entries(const std::string& checkpoint,
-                                               const std::vector<std::string>& entries,
-                                               const EvalRunOptions& options);
-
-// Prints and returns the headline summary rows (metric, scope, summary).
-void print_summary(const std::vector<eval::CaseResult>& results, int64_t clicks);
+// How the run's model runs: its device and its precision's autocast dtype.
+eval::RunSettings run_settings(const train::Config& run);
+// What evaluation needs of ITK: the original labels, writing masks, reading other tools'
+// masks. Empty without ITK.
+eval::SplitEvalHooks split_eval_hooks();
+eval::PredictionHooks prediction_hooks();
 
 }  // namespace msam::cli

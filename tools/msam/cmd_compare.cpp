@@ -1,10 +1,12 @@
 // msam compare A/per_case.csv B/per_case.csv: paired comparison over the shared cases.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <map>
 
 #include "command.h"
 #include "msam/common/error.h"
+#include "msam/eval/metric_table.h"
 #include "msam/eval/report.h"
 #include "msam/eval/statistics.h"
 
@@ -13,8 +15,34 @@ namespace {
 
 struct Options {
   std::string a, b;
-  std::vector<std::string> metrics{"dice", "iou", "hd", "hd95", "assd", "nsd"};
+  std::vector<std::string> metrics;  // empty: every metric of the table both files hold
 };
+
+bool has_column(const eval::CsvTable& t, const std::string& name) {
+  return std::find(t.header.begin(), t.header.end(), name) != t.header.end();
+}
+
+// The metrics of both scopes (not Dice per click) that both files hold, in table order; says
+// which metric columns only one file has, since a model's evaluation and another tool's
+// scored masks differ in their columns.
+std::vector<std::string> common_metrics(const eval::CsvTable& a, const eval::CsvTable& b) {
+  std::vector<std::string> out;
+  for (const auto* scope : {&eval::kCropScope, &eval::kOriginalScope})
+    for (const auto& m : eval::metric_table()) {
+      const std::string column = std::string(scope->prefix) + m.name;
+      if (has_column(a, column) && has_column(b, column)) out.push_back(column);
+    }
+  for (const auto* t : {&a, &b}) {
+    const auto& other = t == &a ? b : a;
+    std::string only;
+    for (const auto& column : t->header)
+      if (eval::metric_of_column(column) && !has_column(other, column))
+        only += (only.empty() ? "" : " ") + column;
+    if (!only.empty()) std::printf("only in %s (not compared): %s\n", t->source.c_str(), only.c_str());
+  }
+  if (out.empty()) throw Error(a.source + " and " + b.source + " share no metric column");
+  return out;
+}
 
 double parse_value(const std::string& s, const std::string& source) {
   if (s == "nan") return NAN;
@@ -41,19 +69,27 @@ int run(const Options& o) {
   std::printf("A = %s\nB = %s\n%zu shared cases (%zu only in A, %zu only in B)\n\n", o.a.c_str(),
               o.b.c_str(), pairs.size(), ta.rows.size() - pairs.size(),
               tb.rows.size() - pairs.size());
-  std::printf("%-8s %10s %10s %11s %10s %12s %6s %6s %6s %9s\n", "metric", "mean A", "mean B",
+  // Scored masks of another tool (msam eval --predictions) may leave cases unscored, with
+  // nan metrics: say so, since the table below only counts them as excluded.
+  for (const auto* t : {&ta, &tb}) {
+    if (!has_column(*t, "status")) continue;
+    const size_t col = t->column("status");
+    size_t n = 0;
+    for (const auto& row : t->rows) n += row[col] != "scored";
+    if (n) std::printf("%s: %zu cases not scored (see its status column)\n", t->source.c_str(), n);
+  }
+  const auto metrics = o.metrics.empty() ? common_metrics(ta, tb) : o.metrics;
+  std::printf("%-10s %10s %10s %11s %10s %12s %6s %6s %6s %9s\n", "metric", "mean A", "mean B",
               "mean A-B", "t-test p", "Wilcoxon p", "A wins", "B wins", "ties", "excluded");
-  for (const auto& m : o.metrics) {
+  for (const auto& m : metrics) {
     const size_t ma = ta.column(m), mb = tb.column(m);
     std::vector<double> a, b;
     for (auto [i, j] : pairs) {
       a.push_back(parse_value(ta.rows[i][ma], o.a));
       b.push_back(parse_value(tb.rows[j][mb], o.b));
     }
-    const bool higher_better = m == "dice" || m == "iou" || m == "nsd" ||
-                               m.rfind("dice_click", 0) == 0;
-    auto r = eval::compare_paired(a, b, higher_better);
-    std::printf("%-8s %10.4f %10.4f %+11.4f %10.3g %12.3g %6lld %6lld %6lld %9lld\n", m.c_str(),
+    auto r = eval::compare_paired(a, b, eval::higher_is_better(m));
+    std::printf("%-10s %10.4f %10.4f %+11.4f %10.3g %12.3g %6lld %6lld %6lld %9lld\n", m.c_str(),
                 r.mean_a, r.mean_b, r.mean_difference, r.t_p_value, r.wilcoxon.p_value,
                 (long long)r.wins, (long long)r.losses, (long long)r.ties,
                 (long long)r.n_excluded);
@@ -73,7 +109,8 @@ const Register reg("compare", "Paired comparison of two evaluations (per_case.cs
                      app.add_option("b", o->b, "per_case.csv of method B")
                          ->required()
                          ->check(CLI::ExistingFile);
-                     app.add_option("--metrics", o->metrics, "columns to compare");
+                     app.add_option("--metrics", o->metrics,
+                                    "columns to compare (default: the metrics both files hold)");
                      return [o] { return run(*o); };
                    });
 

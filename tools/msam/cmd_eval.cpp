@@ -1,6 +1,7 @@
-// msam eval --config F --checkpoint C [--split test] [--clicks 10] [--protocol random|center]
+// msam eval --config F (--checkpoint C | --predictions DIR) [--split test] [click options]
 #include <torch/torch.h>
 
+#include <cstdio>
 #include <filesystem>
 
 #include "cli_support.h"
@@ -12,48 +13,89 @@ namespace msam::cli {
 namespace {
 
 struct Options {
-  std::string config, checkpoint, split = "test", protocol = "random", out;
+  std::string config, checkpoint, predictions, split = "test", protocol = "random", out;
   std::vector<std::string> overrides;
-  EvalRunOptions run;
+  eval::EvalOptions clicks;
+  bool original_grid = true, save_masks = false;
+  int overlays = 3;
 };
 
-int run(Options o) {
+const std::vector<std::string>& split_entries(const train::RunData& data,
+                                              const std::string& split) {
+  if (split == "test") return data.test;
+  if (split == "val") return data.val;
+  if (split == "train") return data.train;
+  throw Error("--split: unknown split '" + split + "' (train, val, test)");
+}
+
+eval::SplitScores evaluate_model(const Options& o, const train::Config& config,
+                                 const std::vector<std::string>& entries,
+                                 const std::string& out_dir) {
+  auto options = eval::split_eval_options(run_settings(config), o.clicks, o.protocol);
+  options.out_dir = out_dir;
+  options.original_grid = o.original_grid;
+  options.save_masks = o.save_masks;
+  options.overlays = o.overlays;
+  options.model_name = o.checkpoint;
+  std::string summary;
+  auto model = load_inference_model(o.checkpoint, options.device, &summary);
+  log_line(summary);
+  auto hooks = split_eval_hooks();
+  return eval::evaluate_split(model, entries, options, hooks);
+}
+
+eval::SplitScores score_masks(const Options& o, const std::vector<std::string>& entries,
+                              const std::string& out_dir) {
+  auto hooks = prediction_hooks();
+  if (!o.original_grid) hooks.original_label = {};
+  return eval::score_predictions(
+      entries, {o.predictions, out_dir, o.clicks.nsd_tolerance_mm, o.overlays}, hooks);
+}
+
+int run(const Options& o) {
+  if (o.checkpoint.empty() == o.predictions.empty())
+    throw Error("give either --checkpoint (evaluate a model) or --predictions (score masks)");
   auto config = train::load_config(o.config, o.overrides);
   auto data = train::prepare_run_data(config, case_reader(), log_line);
-  const std::vector<std::string>* entries = nullptr;
-  if (o.split == "test") entries = &data.test;
-  else if (o.split == "val") entries = &data.val;
-  else if (o.split == "train") entries = &data.train;
-  else throw Error("--split: unknown split '" + o.split + "' (train, val, test)");
-  finish_eval_options(config, o.protocol, o.run);
-  o.run.out_dir = o.out.empty()
-                      ? (std::filesystem::path(config.output) / ("eval_" + o.split)).string()
-                      : o.out;
-  auto results = evaluate_entries(o.checkpoint, *entries, o.run);
-  print_summary(results, o.run.eval.clicks);
-  std::printf("results in %s (per_case.csv, summary.csv, dice_vs_clicks.svg%s)\n",
-              o.run.out_dir.c_str(), o.run.overlays > 0 ? ", overlays/" : "");
+  const auto& entries = split_entries(data, o.split);
+  const auto out_dir = o.out.empty()
+                           ? (std::filesystem::path(config.output) / ("eval_" + o.split)).string()
+                           : o.out;
+  const auto scores = o.predictions.empty() ? evaluate_model(o, config, entries, out_dir)
+                                            : score_masks(o, entries, out_dir);
+  std::printf("%s", eval::summary_text(scores).c_str());
+  std::printf("results in %s (per_case.csv, summary.csv%s%s)\n", out_dir.c_str(),
+              scores.columns.clicks > 0 ? ", dice_vs_clicks.svg" : "",
+              o.overlays > 0 ? ", overlays/" : "");
   return 0;
 }
 
 const Register reg(
-    "eval", "Evaluate a checkpoint on a split with simulated clicks",
+    "eval", "Evaluate a checkpoint, or score other tools' masks, on a split",
     [](CLI::App& app) -> std::function<int()> {
       auto o = std::make_shared<Options>();
       app.add_option("--config", o->config, "run configuration (YAML) naming the data")
           ->required()
           ->check(CLI::ExistingFile);
-      app.add_option("--checkpoint", o->checkpoint, "model weights (.safetensors or .pth)")
-          ->required()
-          ->check(CLI::ExistingFile);
+      auto* checkpoint =
+          app.add_option("--checkpoint", o->checkpoint, "model weights (.safetensors or .pth)")
+              ->check(CLI::ExistingFile);
+      auto* predictions = app.add_option(
+          "--predictions", o->predictions,
+          "score these masks instead of a model: <case>.nii.gz (or .nii, .nrrd, .mha, a DICOM "
+          "folder) per case, in the scan's geometry");
+      checkpoint->excludes(predictions);
       app.add_option("--split", o->split, "train, val or test");
-      add_click_options(app, o->run.eval, o->protocol);
-      app.add_option("--nsd-tolerance", o->run.eval.nsd_tolerance_mm, "NSD tolerance in mm");
+      add_click_options(app, o->clicks, o->protocol);
+      for (const char* name : {"--clicks", "--protocol", "--multi-click", "--threshold", "--seed"})
+        app.get_option(name)->excludes(predictions);
+      app.add_option("--nsd-tolerance", o->clicks.nsd_tolerance_mm, "NSD tolerance in mm");
       app.add_option("--out", o->out, "output folder (default <output>/eval_<split>)");
-      app.add_flag("--save-masks", o->run.save_masks,
-                   "write each mask as NIfTI in its scan's original geometry");
-      app.add_option("--overlays", o->run.overlays, "overlay PNGs for the first N cases");
-      app.add_flag("!--no-original", o->run.original_grid,
+      app.add_flag("--save-masks", o->save_masks,
+                   "write each mask as NIfTI in its scan's original geometry")
+          ->excludes(predictions);
+      app.add_option("--overlays", o->overlays, "overlay PNGs for the first N cases");
+      app.add_flag("!--no-original", o->original_grid,
                    "skip metrics on the original scan grid");
       app.add_option("--set", o->overrides, "override a config key: a.b=value");
       return [o] { return run(*o); };

@@ -9,6 +9,7 @@
 
 #include "cli_support.h"
 #include "command.h"
+#include "msam/eval/metric_table.h"
 #include "msam/eval/report.h"
 #include "msam/train/trainer.h"
 
@@ -21,7 +22,7 @@ struct Options {
   std::string source_config, target_config, source_checkpoint, target_checkpoint, out,
       protocol = "random";
   std::vector<std::string> overrides;
-  EvalRunOptions run;
+  eval::EvalOptions clicks;
 };
 
 // The checkpoint trained on `config_path`'s data: given, or trained now into out/<tag>.
@@ -55,33 +56,39 @@ int run(Options o) {
     overrides.push_back("output=" + (fs::path(o.out) / "target").string());
   auto target = train::load_config(o.target_config, overrides);
   auto data = train::prepare_run_data(target, case_reader(), log_line);
-  finish_eval_options(target, o.protocol, o.run);
+  // The crop scope only, as the paper reports transfer (and no label is read again).
+  auto options = eval::split_eval_options(run_settings(target), o.clicks, o.protocol);
+  options.original_grid = false;
+  options.overlays = 0;
+  auto hooks = split_eval_hooks();
+  auto evaluate = [&](const std::string& checkpoint, const std::string& tag) {
+    options.out_dir = (fs::path(o.out) / tag).string();
+    options.model_name = checkpoint;
+    std::string summary;
+    auto model = load_inference_model(checkpoint, options.device, &summary);
+    log_line(summary);
+    std::vector<eval::CaseMetrics> crop;
+    for (const auto& c : eval::evaluate_split(model, data.test, options, hooks).cases)
+      crop.push_back(c.crop);
+    return eval::summarize(crop);
+  };
+  const auto sb = evaluate(target_ckpt, "eval_before");
+  const auto sa = evaluate(source_ckpt, "eval_after");
 
-  o.run.out_dir = (fs::path(o.out) / "eval_before").string();
-  auto before = evaluate_entries(target_ckpt, data.test, o.run);
-  o.run.out_dir = (fs::path(o.out) / "eval_after").string();
-  auto after = evaluate_entries(source_ckpt, data.test, o.run);
-
-  std::vector<eval::CaseMetrics> mb, ma;
-  for (const auto& r : before) mb.push_back(r.crop);
-  for (const auto& r : after) ma.push_back(r.crop);
-  auto sb = eval::summarize(mb), sa = eval::summarize(ma);
   eval::CsvWriter csv((fs::path(o.out) / "transfer.csv").string(),
                       {"metric", "before_mean", "before_std", "after_mean", "after_std", "drop"});
   std::printf("\ntransfer %s -> %s, %zu target test cases, %lld clicks (crop metrics)\n",
-              o.source_config.c_str(), o.target_config.c_str(), before.size(),
-              (long long)o.run.eval.clicks);
+              o.source_config.c_str(), o.target_config.c_str(), data.test.size(),
+              (long long)o.clicks.clicks);
   std::printf("%-6s %18s %18s %10s\n", "metric", "before (target)", "after (source)", "drop");
-  for (size_t i = 0; i < sb.size(); ++i) {
-    const auto& [name, b] = sb[i];
+  const auto& table = eval::metric_table();
+  for (size_t i = 0; i < table.size(); ++i) {
+    const auto& b = sb[i].second;
     const auto& a = sa[i].second;
-    // Drop is the loss of quality: before − after for overlap scores, after − before for
-    // distances.
-    const bool higher_better = name == "dice" || name == "iou" || name == "nsd";
-    const double drop = higher_better ? b.mean - a.mean : a.mean - b.mean;
-    std::printf("%-6s %9.4f ± %-6.4f %9.4f ± %-6.4f %+10.4f\n", name.c_str(), b.mean, b.std,
+    const double drop = eval::quality_drop(table[i], b.mean, a.mean);
+    std::printf("%-6s %9.4f ± %-6.4f %9.4f ± %-6.4f %+10.4f\n", table[i].name, b.mean, b.std,
                 a.mean, a.std, drop);
-    csv.add_row({name, eval::format_number(b.mean), eval::format_number(b.std),
+    csv.add_row({table[i].name, eval::format_number(b.mean), eval::format_number(b.std),
                  eval::format_number(a.mean), eval::format_number(a.std),
                  eval::format_number(drop)});
   }
@@ -106,13 +113,9 @@ const Register reg(
       app.add_option("--target-checkpoint", o->target_checkpoint,
                      "model trained on the target (trained now if absent)");
       app.add_option("--out", o->out, "output folder")->required();
-      add_click_options(app, o->run.eval, o->protocol);
+      add_click_options(app, o->clicks, o->protocol);
       app.add_option("--set", o->overrides, "override a key in both configurations");
-      return [o] {
-        o->run.original_grid = false;
-        o->run.overlays = 0;
-        return run(*o);
-      };
+      return [o] { return run(*o); };
     });
 
 }  // namespace

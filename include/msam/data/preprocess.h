@@ -37,6 +37,10 @@ struct PreprocessSettings {
 // Canonical JSON of the settings; its hash (with a pipeline version) keys the cache.
 std::string settings_json(const PreprocessSettings& settings);
 
+// The first geometry field in which `other` differs from `image` by more than `tolerance`,
+// as "spacing [a, b, c] vs image [d, e, f]" (then origin, direction), or "" when they agree.
+std::string geometry_difference(const Geometry& image, const Geometry& other, double tolerance);
+
 // Everything needed to map the patch back onto the scan as it was read from disk.
 struct PreprocessRecord {
   OrientationRecord orientation;
@@ -95,5 +99,11 @@ at::Tensor zscore_positive(const at::Tensor& image, const std::string& source);
 // zeros on the processing grid, resampled back (nearest) if the case was resampled, and
 // reoriented to the file's axis order. The result lies on the original scan grid.
 Volume restore_to_original(const at::Tensor& patch, const PreprocessRecord& record);
+
+// The other way: a mask on the original scan grid (e.g. another tool's prediction) taken
+// through the recorded steps onto the patch, as the case's label was: reoriented, resampled
+// (nearest) if the case was, cut out, 0 outside the grid. Keeps the mask's dtype. Throws
+// msam::Error when its shape is not the scan's.
+at::Tensor patch_from_original(const at::Tensor& mask, const PreprocessRecord& record);
 
 }  // namespace msam::data

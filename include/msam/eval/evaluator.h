@@ -3,15 +3,14 @@
 // the 128³ crop (comparable with the paper) and optionally on the original scan grid.
 #pragma once
 #include <functional>
-#include <optional>
 #include <string>
 #include <vector>
 
 #include "msam/data/cache.h"
+#include "msam/eval/case_scores.h"
 #include "msam/eval/metrics.h"
-#include "msam/eval/report.h"
-#include "msam/model/msam.h"
 #include "msam/interaction/click.h"
+#include "msam/model/msam.h"
 
 namespace msam::eval {
 
@@ -30,16 +29,14 @@ struct EvalOptions {
 };
 
 struct CaseResult {
-  std::string case_id;
-  std::vector<double> dice_per_click;  // crop Dice after clicks 1..N
-  CaseMetrics crop;                    // after the last click, in the preprocessed crop
-  std::optional<CaseMetrics> original; // after paste-back onto the original scan grid
+  // Dice after each click; the metrics after the last one, in the crop and (when an
+  // OriginalLabelReader is given) after paste-back onto the original scan grid.
+  CaseScores scores;
   std::vector<interaction::Click> clicks;  // in the crop
-  at::Tensor mask;                     // final crop mask, uint8 (X, Y, Z)
-  double seconds = 0;
+  at::Tensor mask;                         // final crop mask, uint8 (X, Y, Z)
 };
 
-// Ground truth of a case on its original grid (binarised), for paste-back metrics; the
+// Ground truth of a case on its original grid (binarised), for the original scope; the
 // ITK-backed implementation lives in the CLI.
 using OriginalLabelReader = std::function<data::Volume(const data::CacheEntryInfo&)>;
 

@@ -45,7 +45,7 @@ struct CaseMetrics {
 CaseMetrics compute_case_metrics(const at::Tensor& pred, const at::Tensor& gt,
                                  const MetricOptions& options = {});
 
-// The headline metrics of one case by name, in report order: dice, iou, hd, hd95, assd, nsd.
+// The headline metrics of one case by name, in the order of metric_table().
 std::vector<std::pair<std::string, double>> metric_values(const CaseMetrics& m);
 
 // numpy.percentile(values, q) with the default linear method (values may be reordered).

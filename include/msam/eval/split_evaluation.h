@@ -1,0 +1,55 @@
+// Evaluation of a model on a split: every cache entry through the click loop
+// (evaluate_case), written as a split report (split_report.h), with the masks and overlays
+// when asked. `msam eval` and `msam transfer` are this plus option parsing.
+#pragma once
+#include <torch/torch.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "msam/data/synth.h"
+#include "msam/eval/evaluator.h"
+#include "msam/eval/split_report.h"
+#include "msam/model/msam.h"
+
+namespace msam::eval {
+
+// What a run configuration says about how its model runs: train::Config's device, and its
+// precision as an autocast dtype. eval sits beside train, not above it, so the caller
+// reads these two off the configuration.
+struct RunSettings {
+  bool cuda = false;
+  at::ScalarType amp_dtype = at::kFloat;
+};
+
+struct SplitEvalOptions {
+  EvalOptions eval;
+  std::string out_dir;
+  bool original_grid = true;  // also score the mask pasted back onto the original scan
+  bool save_masks = false;    // masks/<case id>.nii.gz in the scan's original geometry
+  int overlays = 3;           // overlays/<case>.png for the first N cases
+  torch::Device device{torch::kCPU};
+  std::string model_name;     // summary.json's settings.checkpoint
+};
+
+// The evaluation of a run: the clicks as given (`clicks`: the command line's values, the
+// reference's by default, with the protocol as text in `protocol`, parsed naming
+// "--protocol" in errors), on the run's device under its precision's autocast.
+SplitEvalOptions split_eval_options(const RunSettings& run, const EvalOptions& clicks,
+                                    const std::string& protocol);
+
+// What needs image IO (ITK), injected so that this library builds and runs without it.
+struct SplitEvalHooks {
+  OriginalLabelReader original_label;  // the original scope; empty: the crop only
+  data::VolumeWriter write_mask;       // needed for save_masks
+  std::function<void(const std::string&)> log;  // one progress line per case
+};
+
+// Evaluates every entry with `model` (already on options.device) and writes the report
+// into options.out_dir. Throws msam::Error for an empty split or save_masks without a
+// mask writer.
+SplitScores evaluate_split(model::MSAM& model, const std::vector<std::string>& entries,
+                           const SplitEvalOptions& options, const SplitEvalHooks& hooks);
+
+}  // namespace msam::eval

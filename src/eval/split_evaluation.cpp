@@ -1,0 +1,70 @@
+#include "msam/eval/split_evaluation.h"
+
+#include <cstdio>
+#include <filesystem>
+
+#include "msam/common/error.h"
+#include "msam/data/preprocess.h"
+
+namespace fs = std::filesystem;
+
+namespace msam::eval {
+
+SplitEvalOptions split_eval_options(const RunSettings& run, const EvalOptions& clicks,
+                                    const std::string& protocol) {
+  SplitEvalOptions o;
+  o.eval = clicks;
+  o.eval.protocol = interaction::parse_click_protocol(protocol, "--protocol");
+  o.eval.amp_dtype = run.amp_dtype;
+  o.device = run.cuda ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+  return o;
+}
+
+SplitScores evaluate_split(model::MSAM& model, const std::vector<std::string>& entries,
+                           const SplitEvalOptions& o, const SplitEvalHooks& hooks) {
+  if (entries.empty()) throw Error("evaluation: the chosen split has no cases");
+  if (o.save_masks && !hooks.write_mask)
+    throw Error("saving masks needs a build with ITK (image IO)");
+  const auto log = [&](const std::string& line) {
+    if (hooks.log) hooks.log(line);
+  };
+  const auto original = o.original_grid ? hooks.original_label : OriginalLabelReader{};
+  if (o.original_grid && !original)
+    log("evaluation: no reader for the original labels (a build without ITK): scoring in "
+        "the crop only");
+
+  SplitScores out;
+  out.columns.clicks = o.eval.clicks;
+  out.columns.original = static_cast<bool>(original);
+  out.columns.seconds = true;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const auto c = data::read_cache_entry(entries[i]);
+    auto r = evaluate_case(model, c, o.eval, o.device, original);
+    const auto& s = r.scores;
+    if (o.save_masks) {
+      // masks/<dataset>/<case>.nii.gz: a folder msam eval --predictions reads back.
+      const auto path = fs::path(o.out_dir) / "masks" / (s.case_id + ".nii.gz");
+      fs::create_directories(path.parent_path());
+      hooks.write_mask(path.string(), data::restore_to_original(r.mask, c.info.record));
+    }
+    if (static_cast<int>(i) < o.overlays) write_case_overlay(o.out_dir, c, r.mask, r.clicks);
+    char line[256];
+    std::snprintf(line, sizeof line, "[%zu/%zu] %s  Dice@1 %.4f  Dice@%lld %.4f  (%.1f s)", i + 1,
+                  entries.size(), s.case_id.c_str(), s.dice_per_click.front(),
+                  static_cast<long long>(s.dice_per_click.size()), s.dice_per_click.back(),
+                  s.seconds);
+    log(line);
+    out.cases.push_back(std::move(r.scores));
+  }
+  write_split_report(o.out_dir, out,
+                     {{"clicks", o.eval.clicks},
+                      {"protocol", interaction::name(o.eval.protocol)},
+                      {"multi_click", o.eval.multi_click},
+                      {"threshold_on_logits", o.eval.threshold},
+                      {"nsd_tolerance_mm", o.eval.nsd_tolerance_mm},
+                      {"seed", o.eval.seed},
+                      {"checkpoint", o.model_name}});
+  return out;
+}
+
+}  // namespace msam::eval
