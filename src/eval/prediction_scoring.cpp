@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "msam/common/error.h"
+#include "msam/common/log.h"
 #include "msam/common/shape.h"
 #include "msam/data/preprocess.h"
 #include "msam/eval/report.h"
@@ -104,9 +105,6 @@ SplitScores score_predictions(const std::vector<std::string>& entries,
   if (!fs::is_directory(o.dir)) throw file_error(o.dir, "no such folder of predictions");
   if (!hooks.read_mask) throw Error("scoring predictions needs a build with ITK (image IO)");
   if (entries.empty()) throw Error("evaluation: the chosen split has no cases");
-  const auto log = [&](const std::string& line) {
-    if (hooks.log) hooks.log(line);
-  };
   SplitScores out;
   out.columns.original = static_cast<bool>(hooks.original_label);
   out.columns.status = true;
@@ -119,10 +117,10 @@ SplitScores score_predictions(const std::vector<std::string>& entries,
                            "] " + s.case_id + "  ";
     if (s.status == CaseStatus::kScored) {
       if (overlays++ < o.overlays) write_case_overlay(o.out_dir, c, crop, {});
-      log(at + "Dice " + format_number(s.crop.dice) +
-          (s.original ? "  original Dice " + format_number(s.original->dice) : ""));
+      spdlog::info(at + "Dice " + format_number(s.crop.dice) +
+                   (s.original ? "  original Dice " + format_number(s.original->dice) : ""));
     } else {
-      log(at + "not scored (" + name(s.status) + "): " + s.message);
+      spdlog::warn(at + "not scored (" + name(s.status) + "): " + s.message);
     }
     out.cases.push_back(std::move(s));
   }

@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "msam/common/error.h"
+#include "msam/common/log.h"
 #include "msam/data/preprocess.h"
 
 namespace fs = std::filesystem;
@@ -25,13 +26,11 @@ SplitScores evaluate_split(model::MSAM& model, const std::vector<std::string>& e
   if (entries.empty()) throw Error("evaluation: the chosen split has no cases");
   if (o.save_masks && !hooks.write_mask)
     throw Error("saving masks needs a build with ITK (image IO)");
-  const auto log = [&](const std::string& line) {
-    if (hooks.log) hooks.log(line);
-  };
   const auto original = o.original_grid ? hooks.original_label : OriginalLabelReader{};
   if (o.original_grid && !original)
-    log("evaluation: no reader for the original labels (a build without ITK): scoring in "
-        "the crop only");
+    spdlog::warn(
+        "evaluation: no reader for the original labels (a build without ITK): scoring in the "
+        "crop only");
 
   SplitScores out;
   out.columns.clicks = o.eval.clicks;
@@ -53,7 +52,7 @@ SplitScores evaluate_split(model::MSAM& model, const std::vector<std::string>& e
                   entries.size(), s.case_id.c_str(), s.dice_per_click.front(),
                   static_cast<long long>(s.dice_per_click.size()), s.dice_per_click.back(),
                   s.seconds);
-    log(line);
+    spdlog::info(line);
     out.cases.push_back(std::move(r.scores));
   }
   write_split_report(o.out_dir, out,

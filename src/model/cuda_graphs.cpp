@@ -1,11 +1,11 @@
 #include "msam/model/cuda_graphs.h"
 
-#include <cstdio>
 #include <functional>
 #include <map>
 #include <string>
 #include <vector>
 
+#include "msam/common/log.h"
 #include "msam/model/msam.h"
 
 #if MSAM_CUDA_GRAPHS
@@ -114,7 +114,7 @@ struct CudaGraphCache::Impl {
       failed = true;
       graphs.clear();
       loaded_context.clear();
-      std::fprintf(stderr, "msam: CUDA graph capture failed, running eagerly: %s\n", e.what());
+      spdlog::warn("CUDA graph capture failed, running eagerly: {}", e.what());
       return std::nullopt;
     }
   }

@@ -8,10 +8,10 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <unistd.h>
 
 #include "msam/common/compat.h"
 #include "msam/common/error.h"
+#include "msam/common/log.h"
 #include "msam/data/loader.h"
 #include "msam/eval/report.h"
 #include "msam/io/safetensors.h"
@@ -64,8 +64,7 @@ data::PreprocessSettings preprocess_settings(const Config& config) {
   return settings;
 }
 
-RunData prepare_run_data(const Config& config, const data::CaseReader& reader,
-                         const std::function<void(const std::string&)>& log) {
+RunData prepare_run_data(const Config& config, const data::CaseReader& reader) {
   std::vector<data::DatasetSpec> specs;
   for (const auto& d : config.data.datasets) {
     data::DatasetSpec s;
@@ -88,10 +87,10 @@ RunData prepare_run_data(const Config& config, const data::CaseReader& reader,
                                       [&](const data::CaseOutcome& c) {
                                         if (c.status == data::CaseOutcome::Status::Skipped ||
                                             c.status == data::CaseOutcome::Status::Failed)
-                                          log(data::status_name(c.status) + " " + c.case_id +
-                                              ": " + c.message);
+                                          spdlog::warn(data::status_name(c.status) + " " +
+                                                       c.case_id + ": " + c.message);
                                       });
-    log("data: " + report.summary() + " (cache " + out.cache_dir + ")");
+    spdlog::info("data: " + report.summary() + " (cache " + out.cache_dir + ")");
   }
   std::vector<std::string> ids;
   for (const auto& c : cases) ids.push_back(c.id);
@@ -101,8 +100,8 @@ RunData prepare_run_data(const Config& config, const data::CaseReader& reader,
   for (const auto& c : cases)
     if (std::find(missing.begin(), missing.end(), c.id) == missing.end()) usable.push_back(c.id);
   if (!missing.empty() && !reader)
-    log("data: " + std::to_string(missing.size()) +
-        " case(s) have no cache entry and are left out (run `msam prepare` to see why)");
+    spdlog::warn("data: " + std::to_string(missing.size()) +
+                 " case(s) have no cache entry and are left out (run `msam prepare` to see why)");
   if (usable.size() < 3)
     throw Error("data: only " + std::to_string(usable.size()) +
                 " usable case(s) after preprocessing; a train/val/test split needs at least 3");
@@ -121,9 +120,9 @@ RunData prepare_run_data(const Config& config, const data::CaseReader& reader,
   out.train = paths(out.split.train);
   out.val = paths(out.split.val);
   out.test = paths(out.split.test);
-  log("data: split " + std::to_string(out.train.size()) + " train / " +
-      std::to_string(out.val.size()) + " val / " + std::to_string(out.test.size()) + " test (" +
-      out.split_file + ")");
+  spdlog::info("data: split " + std::to_string(out.train.size()) + " train / " +
+               std::to_string(out.val.size()) + " val / " + std::to_string(out.test.size()) +
+               " test (" + out.split_file + ")");
   return out;
 }
 
@@ -297,29 +296,31 @@ Trainer::Trainer(Config config, std::string config_source, TrainerOptions option
       source_(std::move(config_source)),
       options_(std::move(options)),
       device_(device_of(config_)) {
-  if (!options_.log)
-    options_.log = [](const std::string& s) { std::fprintf(stderr, "%s\n", s.c_str()); };
   if (config_.threads > 0) torch::set_num_threads(static_cast<int>(config_.threads));
   fs::create_directories(config_.output);
+  // A resumed run continues its log; a new one starts it afresh, as it does its checkpoints.
+  file_log_ = std::make_unique<log::FileLog>((fs::path(config_.output) / "train.log").string(),
+                                             options_.resume);
   torch::manual_seed(static_cast<uint64_t>(config_.seed));
 
-  data_ = prepare_run_data(config_, options_.reader, options_.log);
+  data_ = prepare_run_data(config_, options_.reader);
 
   model_ = model::MSAM(model_config(config_));
   const bool resuming = options_.resume && fs::exists(latest_checkpoint());
   if (options_.resume && !resuming)
-    log("resume: no " + latest_checkpoint() + " yet, starting a new run");
+    spdlog::info("resume: no " + latest_checkpoint() + " yet, starting a new run");
   if (resuming) {
     // A run killed while writing leaves that write's temporary file (the final files are
     // intact: every write is temp file + rename).
     for (const auto& e : fs::directory_iterator(config_.output))
       if (e.is_regular_file() && e.path().filename().string().find(".tmp.") != std::string::npos) {
         fs::remove(e.path());
-        log("resume: removed the interrupted write " + e.path().string());
+        spdlog::info("resume: removed the interrupted write " + e.path().string());
       }
   }
   if (!resuming && !config_.model.checkpoint.empty())
-    log(model::load_weights(model_, config_.model.checkpoint, model::WeightsPolicy::kInitFrom));
+    spdlog::info(
+        model::load_weights(model_, config_.model.checkpoint, model::WeightsPolicy::kInitFrom));
   apply_freeze(model_, config_);
   model_->to(device_);
   if (device_.is_cuda()) at::globalContext().setBenchmarkCuDNN(true);  // fixed shapes
@@ -334,7 +335,7 @@ Trainer::Trainer(Config config, std::string config_source, TrainerOptions option
 
   if (resuming) {
     const auto meta = read_checkpoint_meta(latest_checkpoint());
-    log(model::load_weights(model_, latest_checkpoint(), model::WeightsPolicy::kExact));
+    spdlog::info(model::load_weights(model_, latest_checkpoint(), model::WeightsPolicy::kExact));
     apply_freeze(model_, config_);
     model_->to(device_);
     load_optimizer_state(latest_checkpoint(), *optimizer_);
@@ -345,8 +346,8 @@ Trainer::Trainer(Config config, std::string config_source, TrainerOptions option
     start_epoch_ = meta.epoch;
     global_step_ = meta.global_step;
     best_val_dice_ = meta.best_val_dice;
-    log("resume: continuing after epoch " + std::to_string(start_epoch_) + " from " +
-        latest_checkpoint());
+    spdlog::info("resume: continuing after epoch " + std::to_string(start_epoch_) + " from " +
+                 latest_checkpoint());
   }
   io::write_file_atomically((fs::path(config_.output) / "config.yaml").string(),
                             to_yaml(config_));
@@ -358,8 +359,6 @@ std::string Trainer::latest_checkpoint() const {
 std::string Trainer::best_checkpoint() const {
   return (fs::path(config_.output) / "best.safetensors").string();
 }
-
-void Trainer::log(const std::string& line) const { options_.log(line); }
 
 EpochRecord Trainer::train_epoch(int64_t epoch) {
   model_->train();
@@ -404,19 +403,16 @@ EpochRecord Trainer::train_epoch(int64_t epoch) {
     }
     const double elapsed =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (isatty(2) || batches == total || batches % std::max<int64_t>(1, total / 5) == 0) {
-      char line[256];
-      std::snprintf(line, sizeof line,
-                    "epoch %lld/%lld [%lld/%lld] loss %.4f dice %.4f  %.2f samples/s  ETA %s",
-                    (long long)(epoch + 1), (long long)config_.epochs, (long long)batches,
-                    (long long)total, loss_sum / batches,
-                    dice_batches ? dice_sum / dice_batches : NAN, samples / elapsed,
-                    format_duration(elapsed / batches * (total - batches)).c_str());
-      if (isatty(2))
-        std::fprintf(stderr, "\r%s%s", line, batches == total ? "\n" : "");
-      else
-        log(line);
-    }
+    // Five lines an epoch in files and pipes; every step redraws the line on a terminal.
+    const bool record = batches == total || batches % std::max<int64_t>(1, total / 5) == 0;
+    char line[256];
+    std::snprintf(line, sizeof line,
+                  "epoch %lld/%lld [%lld/%lld] loss %.4f dice %.4f  %.2f samples/s  ETA %s",
+                  (long long)(epoch + 1), (long long)config_.epochs, (long long)batches,
+                  (long long)total, loss_sum / batches,
+                  dice_batches ? dice_sum / dice_batches : NAN, samples / elapsed,
+                  format_duration(elapsed / batches * (total - batches)).c_str());
+    log::progress(line, record, batches == total);
   }
   rec.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   rec.samples_per_second = samples / std::max(rec.seconds, 1e-9);
@@ -424,9 +420,9 @@ EpochRecord Trainer::train_epoch(int64_t epoch) {
   rec.train_dice = dice_batches ? dice_sum / dice_batches : NAN;
   rec.skipped_steps = scaler_->skipped_steps() - skipped_before;
   if (rec.skipped_steps > 0)
-    log("fp16: " + std::to_string(rec.skipped_steps) +
-        " step(s) skipped for inf/nan gradients; loss scale now " +
-        std::to_string(scaler_->scale_value()));
+    spdlog::warn("fp16: " + std::to_string(rec.skipped_steps) +
+                 " step(s) skipped for inf/nan gradients; loss scale now " +
+                 std::to_string(scaler_->scale_value()));
   return rec;
 }
 
@@ -526,10 +522,11 @@ void Trainer::write_reports() const {
 }
 
 std::vector<EpochRecord> Trainer::run() {
-  log("train: " + std::to_string(data_.train.size()) + " cases, batch " +
-      std::to_string(config_.batch_size) + ", " + std::to_string(config_.loop.iterations) +
-      " iterations per volume, epochs " + std::to_string(start_epoch_ + 1) + ".." +
-      std::to_string(config_.epochs) + ", output " + config_.output);
+  spdlog::info("train: " + std::to_string(data_.train.size()) + " cases, batch " +
+               std::to_string(config_.batch_size) + ", " +
+               std::to_string(config_.loop.iterations) + " iterations per volume, epochs " +
+               std::to_string(start_epoch_ + 1) + ".." + std::to_string(config_.epochs) +
+               ", output " + config_.output);
   for (int64_t epoch = start_epoch_; epoch < config_.epochs; ++epoch) {
     auto rec = train_epoch(epoch);
     const bool do_val = (epoch + 1) % config_.val_every == 0 || epoch + 1 == config_.epochs;
@@ -548,7 +545,7 @@ std::vector<EpochRecord> Trainer::run() {
       used += std::snprintf(line + used, sizeof line - used, " | val loss %.4f dice %.4f%s",
                             rec.val_loss, rec.val_dice, best ? " (best)" : "");
     std::snprintf(line + used, sizeof line - used, " | %.1f s", rec.seconds);
-    log(line);
+    spdlog::info(line);
   }
   if (!fs::exists(best_checkpoint()) && fs::exists(latest_checkpoint()))
     fs::copy_file(latest_checkpoint(), best_checkpoint(), fs::copy_options::overwrite_existing);

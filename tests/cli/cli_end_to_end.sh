@@ -52,11 +52,21 @@ ls "$W/run" | grep -q '\.tmp\.' && fail "a temporary file of the killed run is s
 for f in best.safetensors config.yaml split.json loss.svg dice.svg metrics.jsonl; do
   [ -s "$W/run/$f" ] || fail "missing $f"
 done
+# train.log: every line timestamped, the killed run's progress lines kept (appended on
+# resume), then the resumed run's; no terminal redraws.
+TS='^\[[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}\] \[[a-z]+\] '
+grep -Evq "$TS" "$W/run/train.log" && { cat "$W/run/train.log"; fail "train.log: a line without a timestamp"; }
+grep -q $'\r' "$W/run/train.log" && fail "train.log: terminal redraws"
+order=$(grep -Eo "\] (epoch 1/3 \[|resume: continuing|epoch 3: train loss)" "$W/run/train.log" | uniq | tr -d '\n')
+[ "$order" = "] epoch 1/3 [] resume: continuing] epoch 3: train loss" ] \
+  || { cat "$W/run/train.log"; fail "train.log lacks the epoch lines of both runs, in order"; }
 # The killed-and-resumed run ends bit for bit where the same run uninterrupted does: every
 # weight and optimiser moment equal (the metadata differ: save ids, timings).
 "$MSAM" train --config "$SRC/configs/tiny_cpu.yaml" "${SET[@]}" --set epochs=3 \
   --set "output=$W/run_straight" --set "data.cache_dir=$W/run/cache" > "$W/train3.log" 2>&1 \
   || { cat "$W/train3.log"; fail "uninterrupted run"; }
+cmp <(grep -E "$TS" "$W/train3.log") "$W/run_straight/train.log" \
+  || fail "train.log differs from the run's stderr"
 python3 - "$W/run" "$W/run_straight" <<'PY' || fail "the resumed run differs from the uninterrupted one"
 import json, struct, sys
 def tensors(path):
@@ -81,9 +91,13 @@ head -1 "$W/eval/per_case.csv" | grep -q "^case,dice_click1,dice_click2,dice_cli
 for f in summary.csv summary.json dice_vs_clicks.svg; do [ -s "$W/eval/$f" ] || fail "missing eval $f"; done
 [ "$(find "$W/eval/masks" -name '*.nii.gz' | wc -l)" = 1 ] && [ "$(ls "$W/eval/overlays" | wc -l)" = 1 ] \
   || fail "masks/overlays"
-# Same seed, same CSV.
-"$MSAM" eval --config "$SRC/configs/tiny_cpu.yaml" "${SET[@]}" --checkpoint "$W/run/best.safetensors" \
-  --clicks 3 --overlays 0 --out "$W/eval2" >/dev/null 2>&1
+grep -q "\] \[info\] \[1/1\] " "$W/eval/eval.log" || { cat "$W/eval/eval.log"; fail "eval.log"; }
+# Same seed, same CSV; --log-level warn leaves stderr without the info lines.
+"$MSAM" --log-level warn eval --config "$SRC/configs/tiny_cpu.yaml" "${SET[@]}" \
+  --checkpoint "$W/run/best.safetensors" --clicks 3 --overlays 0 --out "$W/eval2" \
+  >/dev/null 2>"$W/eval2.err"
+grep -q "\[info\]" "$W/eval2.err" && { cat "$W/eval2.err"; fail "--log-level warn shows info lines"; }
+grep -q "\[info\]" "$W/eval2/eval.log" && fail "--log-level warn writes info lines to eval.log"
 cmp <(cut -d, -f1-16 "$W/eval/per_case.csv") <(cut -d, -f1-16 "$W/eval2/per_case.csv") || fail "eval not reproducible"
 "$MSAM" compare "$W/eval/per_case.csv" "$W/eval2/per_case.csv" > "$W/compare.log"
 grep -q "^dice" "$W/compare.log" || fail "compare output"
@@ -182,6 +196,7 @@ expect_exit2 "--checkpoint: File does not exist: $W/none.safetensors" "$MSAM" ev
 expect_exit2 "--clicks" "$MSAM" eval --config "$SRC/configs/tiny_cpu.yaml" \
   --checkpoint "$W/run/best.safetensors" --clicks 0
 expect_exit2 "not expected" "$MSAM" prepare --config "$SRC/configs/tiny_cpu.yaml" --no-such-option
+expect_exit2 "--log-level: loud not in" "$MSAM" --log-level loud prepare --config "$SRC/configs/tiny_cpu.yaml"
 # A scan with NaN voxels is refused (NRRD: ITK's NIfTI reader turns NaN and Inf into 0).
 { printf 'NRRD0004\ntype: float\ndimension: 3\nsizes: 32 32 32\nendian: little\nencoding: raw\n\n'
   python3 -c 'import struct, sys; v = [float(i % 7) for i in range(32 ** 3)]; v[5] = v[16400] = float("nan"); sys.stdout.buffer.write(struct.pack("<32768f", *v))'

@@ -229,7 +229,7 @@ TEST(PrepareRealData, BratsFlairLesionsKeepTheirVolumeInTheDemoGrid) {
       source + "/configs/brats_flair_cpu.yaml",
       {"data.datasets.0.root=" + msam::test::data_path("brats2018_flair"), "output=" + dir,
        "data.split.file=" + source + "/configs/brats_flair_split.json"});
-  const auto data = msam::train::prepare_run_data(config, itk_reader(), [](const std::string&) {});
+  const auto data = msam::train::prepare_run_data(config, itk_reader());
   ASSERT_EQ(data.train.size() + data.val.size() + data.test.size(), 10u);
   ASSERT_TRUE(config.data.spacing.has_value());
   const auto& s = *config.data.spacing;

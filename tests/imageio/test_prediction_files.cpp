@@ -46,7 +46,7 @@ TEST(PredictionFiles, EveryFormatScoresTheLabelAsPerfect) {
   test::write_dicom_series((dir / "dicom" / "c").string(), label.permute({2, 1, 0}), g.spacing,
                            g.origin);
   const eval::PredictionHooks hooks{imageio::read_label,
-                                    [&](const data::CacheEntryInfo&) { return truth; }, {}};
+                                    [&](const data::CacheEntryInfo&) { return truth; }};
   for (const char* format : {"nifti", "nrrd", "meta", "dicom"}) {
     const auto s = eval::score_prediction(c, {(dir / format).string(), "", 1.0, 0}, hooks);
     ASSERT_EQ(s.status, eval::CaseStatus::kScored) << format << ": " << s.message;

@@ -10,9 +10,11 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "fixtures.h"
 #include "msam/common/error.h"
+#include "msam/common/log.h"
 #include "msam/data/cache.h"
 #include "msam/data/preprocess.h"
 #include "msam/eval/metric_table.h"
@@ -170,8 +172,7 @@ TEST(SplitEvaluation, ReportHoldsWhatEvaluateCaseGives) {
   auto model = tiny_model();
   std::vector<std::pair<std::string, data::Volume>> masks;
   eval::SplitEvalHooks hooks{split.original(),
-                             [&](const std::string& p, const data::Volume& v) { masks.emplace_back(p, v); },
-                             {}};
+                             [&](const std::string& p, const data::Volume& v) { masks.emplace_back(p, v); }};
   auto options = eval_options(out);
   options.save_masks = true;
   const auto scores = eval::evaluate_split(model, split.entries, options, hooks);
@@ -306,12 +307,10 @@ TEST(PredictionScoring, ModelMasksScoreAsTheModelDidAndFailuresAreReported) {
   auto options = eval_options((fs::path(dir) / "eval").string());
   options.save_masks = true;
   eval::SplitEvalHooks eval_hooks{split.original(),
-                                  [&](const std::string& p, const data::Volume& v) { files[p] = v; }, {}};
+                                  [&](const std::string& p, const data::Volume& v) { files[p] = v; }};
   const auto model_scores = eval::evaluate_split(model, split.entries, options, eval_hooks);
 
-  std::vector<std::string> logged;
-  eval::PredictionHooks hooks{[&](const std::string& p) { return files.at(p); }, split.original(),
-                              [&](const std::string& line) { logged.push_back(line); }};
+  eval::PredictionHooks hooks{[&](const std::string& p) { return files.at(p); }, split.original()};
   eval::PredictionOptions po{(fs::path(dir) / "eval" / "masks").string(),
                              (fs::path(dir) / "scored").string(), 1.0, 1};
   for (const auto& [path, v] : files) touch(path);
@@ -337,8 +336,9 @@ TEST(PredictionScoring, ModelMasksScoreAsTheModelDidAndFailuresAreReported) {
   const auto moved_path = (fs::path(po.dir) / "synth" / "case_a.nii.gz").string();
   files[moved_path].geometry.origin[0] += 2;
   fs::remove(fs::path(po.dir) / "synth" / "case_b.nii.gz");
-  logged.clear();
+  const auto log_path = (fs::path(dir) / "scoring.log").string();
   try {
+    const log::FileLog file_log(log_path, false);
     eval::score_predictions(split.entries, po, hooks);
     ADD_FAILURE() << "no error when no case could be scored";
   } catch (const Error& e) {
@@ -351,7 +351,13 @@ TEST(PredictionScoring, ModelMasksScoreAsTheModelDidAndFailuresAreReported) {
   EXPECT_NE(failed.rows[0][14].find(moved_path), std::string::npos) << failed.rows[0][14];
   EXPECT_EQ(failed.rows[0][1], "nan");
   EXPECT_EQ(failed.rows[1][13], "missing");
+  // Both are logged as warnings, one line each.
+  std::vector<std::string> logged;
+  std::istringstream log_lines(read_text(log_path));
+  for (std::string line; std::getline(log_lines, line);) logged.push_back(line);
   ASSERT_EQ(logged.size(), 2u);
+  EXPECT_NE(logged[0].find("] [warning] [1/2] "), std::string::npos) << logged[0];
+  EXPECT_NE(logged[0].find("not scored (misaligned)"), std::string::npos) << logged[0];
   EXPECT_NE(logged[1].find("not scored (missing)"), std::string::npos) << logged[1];
   const auto js = nlohmann::json::parse(read_text(fs::path(po.out_dir) / "summary.json"));
   EXPECT_EQ(js["cases"]["scored"], 0);

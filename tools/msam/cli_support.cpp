@@ -2,9 +2,8 @@
 
 #include <torch/torch.h>
 
-#include <cstdio>
-
 #include "msam/common/error.h"
+#include "msam/common/log.h"
 #include "msam/data/preprocess.h"
 #ifdef MSAM_HAVE_ITK
 #include "msam/imageio/image_io.h"
@@ -34,19 +33,17 @@ eval::OriginalLabelReader original_label_reader() {
 }  // namespace
 
 eval::SplitEvalHooks split_eval_hooks() {
-  return {original_label_reader(), imageio::write_volume, log_line};
+  return {original_label_reader(), imageio::write_volume};
 }
 
 eval::PredictionHooks prediction_hooks() {
-  return {imageio::read_label, original_label_reader(), log_line};
+  return {imageio::read_label, original_label_reader()};
 }
 #else
 data::CaseReader case_reader() { return {}; }
-eval::SplitEvalHooks split_eval_hooks() { return {{}, {}, log_line}; }
-eval::PredictionHooks prediction_hooks() { return {{}, {}, log_line}; }
+eval::SplitEvalHooks split_eval_hooks() { return {}; }
+eval::PredictionHooks prediction_hooks() { return {}; }
 #endif
-
-void log_line(const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); }
 
 at::ScalarType autocast_dtype(const std::string& precision, const torch::Device& device) {
   const auto p = train::parse_precision(precision, "--precision");
@@ -89,20 +86,20 @@ void set_preprocessing(const std::string& checkpoint, const std::vector<double>&
   if (!spacing.empty()) {
     options.spacing = data::Point3{spacing[0], spacing[1], spacing[2]};
     if (run && trained_spacing != options.spacing)
-      log_line("warning: --spacing " + spacing_text(*options.spacing) + " differs from the " +
-               (trained_spacing ? spacing_text(*trained_spacing) + " mm" : "native spacing") +
-               " " + checkpoint + " was trained at");
+      spdlog::warn("--spacing " + spacing_text(*options.spacing) + " differs from the " +
+                   (trained_spacing ? spacing_text(*trained_spacing) + " mm" : "native spacing") +
+                   " " + checkpoint + " was trained at");
   } else {
     options.spacing = trained_spacing;
     if (trained_spacing)
-      log_line("preprocessing: resampled to " + spacing_text(*trained_spacing) +
-               " mm, as " + checkpoint + " was trained");
+      spdlog::info("preprocessing: resampled to " + spacing_text(*trained_spacing) +
+                   " mm, as " + checkpoint + " was trained");
   }
   if (!modality.empty()) {
     options.modality = session_modality(modality);
     if (trained_modality && *trained_modality != options.modality)
-      log_line("warning: --modality " + modality + " differs from the modality " + checkpoint +
-               " was trained on");
+      spdlog::warn("--modality " + modality + " differs from the modality " + checkpoint +
+                   " was trained on");
   } else {
     options.modality = trained_modality.value_or(interaction::ScanModality::kAuto);
   }

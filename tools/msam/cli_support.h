@@ -1,4 +1,4 @@
-// What several subcommands share: ITK-backed readers, logging and option helpers.
+// What several subcommands share: ITK-backed readers and option helpers.
 #pragma once
 #include <CLI/CLI.hpp>
 
@@ -18,8 +18,6 @@ namespace msam::cli {
 // Reads a case's image and label with ITK; empty in a build without ITK (the GPU machine),
 // where training and evaluation read a prepared cache only.
 data::CaseReader case_reader();
-
-void log_line(const std::string& line);  // stderr, one line
 
 // The autocast dtype of a --precision value (fp32, bf16, fp16) on `device`: kFloat, or
 // kBFloat16 / kHalf, which need a CUDA device (the CPU runs fp32).

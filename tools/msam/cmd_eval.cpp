@@ -6,6 +6,7 @@
 
 #include "cli_support.h"
 #include "command.h"
+#include "msam/common/log.h"
 #include "msam/common/error.h"
 #include "msam/train/trainer.h"
 
@@ -39,7 +40,7 @@ eval::SplitScores evaluate_model(const Options& o, const train::Config& config,
   options.model_name = o.checkpoint;
   std::string summary;
   auto model = load_inference_model(o.checkpoint, options.device, &summary);
-  log_line(summary);
+  spdlog::info(summary);
   auto hooks = split_eval_hooks();
   return eval::evaluate_split(model, entries, options, hooks);
 }
@@ -56,11 +57,13 @@ int run(const Options& o) {
   if (o.checkpoint.empty() == o.predictions.empty())
     throw Error("give either --checkpoint (evaluate a model) or --predictions (score masks)");
   auto config = train::load_config(o.config, o.overrides);
-  auto data = train::prepare_run_data(config, case_reader(), log_line);
-  const auto& entries = split_entries(data, o.split);
   const auto out_dir = o.out.empty()
                            ? (std::filesystem::path(config.output) / ("eval_" + o.split)).string()
                            : o.out;
+  std::filesystem::create_directories(out_dir);
+  const log::FileLog file_log((std::filesystem::path(out_dir) / "eval.log").string(), false);
+  auto data = train::prepare_run_data(config, case_reader());
+  const auto& entries = split_entries(data, o.split);
   const auto scores = o.predictions.empty() ? evaluate_model(o, config, entries, out_dir)
                                             : score_masks(o, entries, out_dir);
   std::printf("%s", eval::summary_text(scores).c_str());

@@ -18,7 +18,7 @@ struct Options {
 
 int run(const Options& o) {
   auto config = train::load_config(o.config, o.overrides);
-  auto data = train::prepare_run_data(config, case_reader(), log_line);
+  auto data = train::prepare_run_data(config, case_reader());
   std::printf("cache %s: %zu train, %zu val, %zu test cases (split %s)\n",
               data.cache_dir.c_str(), data.train.size(), data.val.size(), data.test.size(),
               data.split_file.c_str());

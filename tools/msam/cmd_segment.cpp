@@ -11,6 +11,7 @@
 
 #include "cli_support.h"
 #include "command.h"
+#include "msam/common/log.h"
 #include "msam/common/error.h"
 #include "msam/imageio/image_io.h"
 #include "msam/interaction/session.h"
@@ -95,18 +96,18 @@ int run(const Options& o) {
 
   std::string summary;
   auto model = load_inference_model(o.checkpoint, so.device, &summary);
-  log_line(summary);
+  spdlog::info(summary);
   interaction::Session session(model, imageio::read_image(o.image), so);
   const auto result = session.add_clicks(clicks);
   for (size_t i = 0; i < result.windows.size(); ++i) {
     const auto& w = result.windows[i];
-    log_line("window " + std::to_string(i + 1) + " at (" + std::to_string(w.center[0]) + ", " +
-             std::to_string(w.center[1]) + ", " + std::to_string(w.center[2]) + "): " +
-             std::to_string(w.voxels) + " voxels");
+    spdlog::info("window {} at ({}, {}, {}): {} voxels", i + 1, w.center[0], w.center[1],
+                 w.center[2], w.voxels);
   }
   if (!result.contained)
-    log_line("warning: the lesion still reaches a window border after " +
-             std::to_string(o.max_windows) + " windows (raise --max-windows)");
+    spdlog::warn("the lesion still reaches a window border after {} windows (raise "
+                 "--max-windows)",
+                 o.max_windows);
   imageio::write_volume(o.out, session.mask());
   std::printf("mask: %s (%lld voxels, %zu window(s))\n", o.out.c_str(),
               (long long)result.voxels, result.windows.size());

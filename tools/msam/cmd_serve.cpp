@@ -7,6 +7,7 @@
 
 #include "cli_support.h"
 #include "command.h"
+#include "msam/common/log.h"
 #include "msam/common/error.h"
 #include "msam/serve/server.h"
 
@@ -35,13 +36,13 @@ int run(Options o) {
 
   std::string summary;
   auto model = load_inference_model(o.checkpoint, so.device, &summary);
-  log_line(summary);
+  spdlog::info(summary);
   serve::Server server(model, o.server);
   const int port = server.bind();
   std::printf("msam serve: listening on http://%s:%d\n", o.server.host.c_str(), port);
   std::fflush(stdout);
   const int signal = serve::run_until_signalled(server);
-  log_line("msam serve: stopped" + (signal ? " on signal " + std::to_string(signal) : ""));
+  spdlog::info("msam serve: stopped" + (signal ? " on signal " + std::to_string(signal) : ""));
   return 0;
 }
 

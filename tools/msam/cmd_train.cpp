@@ -21,7 +21,6 @@ int run(const Options& o) {
   train::TrainerOptions to;
   to.resume = o.resume;
   to.reader = case_reader();
-  to.log = log_line;
   train::Trainer trainer(config, o.config, to);
   auto history = trainer.run();
   std::printf("trained %zu epoch(s); best checkpoint %s\n", history.size(),

@@ -9,6 +9,7 @@
 
 #include "cli_support.h"
 #include "command.h"
+#include "msam/common/log.h"
 #include "msam/eval/metric_table.h"
 #include "msam/eval/report.h"
 #include "msam/train/trainer.h"
@@ -36,8 +37,7 @@ std::string checkpoint_for(const std::string& config_path, const std::string& gi
   train::TrainerOptions to;
   to.resume = true;  // an interrupted transfer run picks up where it stopped
   to.reader = case_reader();
-  to.log = log_line;
-  log_line("transfer: training on " + config_path + " into " + config.output);
+  spdlog::info("transfer: training on " + config_path + " into " + config.output);
   train::Trainer trainer(config, config_path, to);
   trainer.run();
   return trainer.best_checkpoint();
@@ -55,7 +55,7 @@ int run(Options o) {
   if (o.target_checkpoint.empty())
     overrides.push_back("output=" + (fs::path(o.out) / "target").string());
   auto target = train::load_config(o.target_config, overrides);
-  auto data = train::prepare_run_data(target, case_reader(), log_line);
+  auto data = train::prepare_run_data(target, case_reader());
   // The crop scope only, as the paper reports transfer (and no label is read again).
   auto options = eval::split_eval_options(run_settings(target), o.clicks, o.protocol);
   options.original_grid = false;
@@ -66,7 +66,7 @@ int run(Options o) {
     options.model_name = checkpoint;
     std::string summary;
     auto model = load_inference_model(checkpoint, options.device, &summary);
-    log_line(summary);
+    spdlog::info(summary);
     std::vector<eval::CaseMetrics> crop;
     for (const auto& c : eval::evaluate_split(model, data.test, options, hooks).cases)
       crop.push_back(c.crop);

@@ -6,12 +6,12 @@
 #endif
 
 #include <algorithm>
-#include <iostream>
 #include <map>
 #include <string>
 
 #include "command.h"
 #include "msam/common/error.h"
+#include "msam/common/log.h"
 
 namespace msam::cli {
 std::vector<Command>& registry() {
@@ -28,10 +28,15 @@ int main(int argc, char** argv) {
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
 #endif
+  msam::log::init();
   CLI::App app{"msam: Mask-Enhanced Segment Anything Model for 3D lesion segmentation"};
   app.require_subcommand(1);
   int threads = 0;
   app.add_option("--threads", threads, "CPU threads for LibTorch (default: all cores)");
+  std::string log_level = "info";
+  app.add_option("--log-level", log_level, "what stderr and the run's log file show")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))
+      ->capture_default_str();
   auto& commands = msam::cli::registry();
   std::sort(commands.begin(), commands.end(),
             [](const auto& a, const auto& b) { return a.name < b.name; });
@@ -49,19 +54,20 @@ int main(int argc, char** argv) {
     if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) return app.exit(e);
     std::string message = e.what();
     std::replace(message.begin(), message.end(), '\n', ' ');
-    std::cerr << "msam: error: " << message << "\n";
+    spdlog::error("msam: error: " + message);
     return 2;
   }
+  msam::log::init(spdlog::level::from_str(log_level));
   torch::set_num_threads(threads > 0 ? threads
                                      : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   try {
     for (auto& [sub, action] : actions)
       if (sub->parsed()) return action();
   } catch (const msam::Error& e) {
-    std::cerr << "msam: error: " << e.what() << "\n";
+    spdlog::error(std::string("msam: error: ") + e.what());
     return 2;
   } catch (const c10::Error& e) {
-    std::cerr << "msam: error: " << e.what_without_backtrace() << "\n";
+    spdlog::error(std::string("msam: error: ") + e.what_without_backtrace());
     return 2;
   }
   return 0;

@@ -37,7 +37,6 @@ struct PredictionOptions {
 struct PredictionHooks {
   MaskReader read_mask;                // required
   OriginalLabelReader original_label;  // the original scope; empty: the crop only
-  std::function<void(const std::string&)> log;  // one line per case, and why one is not scored
 };
 
 // One case's prediction, found in options.dir, read, checked against the scan's shape and

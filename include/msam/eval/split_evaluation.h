@@ -43,7 +43,6 @@ SplitEvalOptions split_eval_options(const RunSettings& run, const EvalOptions& c
 struct SplitEvalHooks {
   OriginalLabelReader original_label;  // the original scope; empty: the crop only
   data::VolumeWriter write_mask;       // needed for save_masks
-  std::function<void(const std::string&)> log;  // one progress line per case
 };
 
 // Evaluates every entry with `model` (already on options.device) and writes the report

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "msam/common/log.h"
 #include "msam/data/cache.h"
 #include "msam/data/split.h"
 #include "msam/interaction/refinement.h"
@@ -33,9 +34,8 @@ struct RunData {
 // Discovers the configured datasets, brings the preprocessed cache up to date (with
 // `reader`, the ITK case reader; without one the cache must already be complete), and loads
 // or creates the split over the cases that were prepared. Skipped and failed cases are
-// logged through `log` with their reasons.
-RunData prepare_run_data(const Config& config, const data::CaseReader& reader,
-                         const std::function<void(const std::string&)>& log);
+// logged as warnings with their reasons.
+RunData prepare_run_data(const Config& config, const data::CaseReader& reader);
 
 torch::Device device_of(const Config& config);
 
@@ -108,8 +108,7 @@ struct EpochRecord {
 struct TrainerOptions {
   bool resume = false;
   data::CaseReader reader;  // ITK reader for raw cases; may be empty when the cache is ready
-  std::function<void(const std::string&)> log;  // progress and events (stderr by default)
-  int64_t max_steps_per_epoch = 0;              // > 0: shorter epochs (tests)
+  int64_t max_steps_per_epoch = 0;  // > 0: shorter epochs (tests)
 };
 
 class Trainer {
@@ -128,11 +127,11 @@ class Trainer {
   std::pair<double, double> validate(int64_t epoch);  // (loss, dice)
   void save(const std::string& path, int64_t epochs_done);
   void write_reports() const;
-  void log(const std::string& line) const;
 
   Config config_;
   std::string source_;
   TrainerOptions options_;
+  std::unique_ptr<log::FileLog> file_log_;  // <output>/train.log
   torch::Device device_;
   RunData data_;
   model::MSAM model_{nullptr};
