@@ -89,6 +89,15 @@ else
   say "== tests [cpu, LibTorch 2.x]: parity FAILED ($(elapsed))"
 fi
 
+# Data parallelism on NCCL: one rank per GPU trains two steps, all end with the same weights.
+if MSAM_TEST_DEVICE=cuda timeout 300 "$BUILD/msam_dist_tests" \
+    --gtest_filter='DataParallel.EveryGpuTakesATrainingStepOnNccl' >"$OUT/dist.log" 2>&1; then
+  say "== dist [NCCL]: $(grep -m1 'GPU rank' "$OUT/dist.log") ($(elapsed))"
+else
+  say "== dist [NCCL]: FAILED ($(elapsed))"
+  grep -E "error|Failure|FAILED|Expected" "$OUT/dist.log" | head -20
+fi
+
 say "== msam bench --device cuda"
 timeout 400 "$BUILD/msam" bench --device cuda --precision "${MSAM_BENCH_PRECISIONS:-fp32,bf16,fp16}" --batch-sizes 2,8 \
   --repeats 10 --train-repeats 5 2>&1 | tee "$OUT/bench.txt" | tee -a "$SUMMARY"

@@ -229,7 +229,8 @@ std::string PrepareReport::summary() const {
 
 PrepareReport prepare_cache(const std::vector<CaseSource>& cases, const PreprocessSettings& settings,
                             const std::string& cache_dir, const CaseReader& reader,
-                            const std::function<void(const CaseOutcome&)>& on_case) {
+                            const std::function<void(const CaseOutcome&)>& on_case,
+                            bool write_report) {
   std::error_code ec;
   fs::create_directories(cache_dir, ec);
   if (ec) throw file_error(cache_dir, "cannot create cache folder: " + ec.message());
@@ -269,12 +270,37 @@ PrepareReport prepare_cache(const std::vector<CaseSource>& cases, const Preproce
     if (on_case) on_case(out);
     report.cases.push_back(std::move(out));
   }
+  if (write_report) write_prepare_report(cache_dir, report);
+  return report;
+}
+
+std::string to_json_text(const PrepareReport& report) {
   json j = json::array();
   for (const auto& c : report.cases)
     j.push_back({{"case_id", c.case_id}, {"status", status_name(c.status)}, {"message", c.message}, {"entry", c.entry}});
-  io::write_file_atomically((fs::path(cache_dir) / "prepare_report.json").string(),
-                            json{{"summary", report.summary()}, {"cases", j}}.dump(2) + "\n");
+  return json{{"summary", report.summary()}, {"cases", j}}.dump(2) + "\n";
+}
+
+PrepareReport prepare_report_from_json(const std::string& text) {
+  PrepareReport report;
+  const auto parsed = json::parse(text);
+  for (const auto& c : parsed.at("cases")) {
+    CaseOutcome o;
+    o.case_id = c.at("case_id").get<std::string>();
+    const auto status = c.at("status").get<std::string>();
+    for (auto s : {CaseOutcome::Status::Prepared, CaseOutcome::Status::Reused,
+                   CaseOutcome::Status::Skipped, CaseOutcome::Status::Failed})
+      if (status_name(s) == status) o.status = s;
+    o.message = c.at("message").get<std::string>();
+    o.entry = c.at("entry").get<std::string>();
+    report.cases.push_back(std::move(o));
+  }
   return report;
+}
+
+void write_prepare_report(const std::string& cache_dir, const PrepareReport& report) {
+  io::write_file_atomically((fs::path(cache_dir) / "prepare_report.json").string(),
+                            to_json_text(report));
 }
 
 std::vector<std::string> cached_entries(const std::string& cache_dir, const std::vector<std::string>& case_ids,

@@ -41,8 +41,14 @@ Augmentation sample_augmentation(const AugmentOptions& options, uint64_t seed, i
   return a;
 }
 
+std::pair<size_t, size_t> rank_share(size_t begin, size_t end, int rank, int world) {
+  const size_t n = end - begin, r = static_cast<size_t>(rank), w = static_cast<size_t>(world);
+  return {begin + n * r / w, begin + n * (r + 1) / w};
+}
+
 Batch load_batch(const std::vector<std::string>& entries,
                  const std::vector<Augmentation>& augmentations) {
+  if (entries.empty()) return Batch{};
   std::vector<at::Tensor> images, labels;
   for (size_t i = 0; i < entries.size(); ++i) {
     auto c = read_cache_entry(entries[i]);
@@ -72,6 +78,9 @@ EpochLoader::EpochLoader(std::vector<std::string> entries, const LoaderOptions& 
   if (options_.batch_size < 1) throw Error("loader: batch_size must be ≥ 1");
   if (options_.workers < 1) throw Error("loader: workers must be ≥ 1");
   if (options_.prefetch < 1) throw Error("loader: prefetch must be ≥ 1");
+  if (options_.world < 1 || options_.rank < 0 || options_.rank >= options_.world)
+    throw Error("loader: rank " + std::to_string(options_.rank) + " is outside a world of " +
+                std::to_string(options_.world));
   order_ = epoch_order(entries_.size(), options_.seed, epoch_, options_.shuffle);
   const auto n = static_cast<int64_t>(entries_.size());
   num_batches_ = options_.drop_last ? n / options_.batch_size : (n + options_.batch_size - 1) / options_.batch_size;
@@ -90,14 +99,17 @@ EpochLoader::~EpochLoader() {
 Batch EpochLoader::make_batch(int64_t index) const {
   const auto begin = static_cast<size_t>(index * options_.batch_size);
   const auto end = std::min(entries_.size(), begin + static_cast<size_t>(options_.batch_size));
+  const auto [first, last] = rank_share(begin, end, options_.rank, options_.world);
   std::vector<std::string> files;
   std::vector<Augmentation> augmentations;
-  for (size_t p = begin; p < end; ++p) {
+  for (size_t p = first; p < last; ++p) {
     files.push_back(entries_[order_[p]]);
     augmentations.push_back(sample_augmentation(options_.augment, options_.seed, epoch_, p));
   }
   auto b = load_batch(files, augmentations);
   b.index = index;
+  b.global_size = static_cast<int64_t>(end - begin);
+  b.offset = static_cast<int64_t>(first - begin);
   return b;
 }
 

@@ -51,9 +51,12 @@ const MetricInfo* metric_of_column(const std::string& column) {
 }
 
 bool higher_is_better(const std::string& column) {
+  // The time a case took is no quality metric, but two evaluations compare on it (a model
+  // against a faster baseline): lower is better.
+  if (column == "seconds") return false;
   const auto* m = metric_of_column(column);
   if (!m) throw Error("'" + column + "' is not a metric (known: dice, iou, hd, hd95, assd, nsd, "
-                      "their orig_ forms and dice_click<k>)");
+                      "their orig_ forms, dice_click<k> and seconds)");
   return m->direction == Direction::kHigherIsBetter;
 }
 

@@ -17,7 +17,8 @@ SplitEvalOptions split_eval_options(const RunSettings& run, const EvalOptions& c
   o.eval = clicks;
   o.eval.protocol = interaction::parse_click_protocol(protocol, "--protocol");
   o.eval.amp_dtype = run.amp_dtype;
-  o.device = run.cuda ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+  o.device = run.cuda ? torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(run.cuda_index))
+                     : torch::Device(torch::kCPU);
   return o;
 }
 
@@ -36,7 +37,11 @@ SplitScores evaluate_split(model::MSAM& model, const std::vector<std::string>& e
   out.columns.clicks = o.eval.clicks;
   out.columns.original = static_cast<bool>(original);
   out.columns.seconds = true;
-  for (size_t i = 0; i < entries.size(); ++i) {
+  const size_t rank = o.group ? static_cast<size_t>(o.group->rank()) : 0;
+  const size_t world = o.group ? static_cast<size_t>(o.group->size()) : 1;
+  // Every case's clicks come from its own seed, so which rank scores it does not matter.
+  std::vector<std::pair<size_t, CaseScores>> mine;
+  for (size_t i = rank; i < entries.size(); i += world) {
     const auto c = data::read_cache_entry(entries[i]);
     auto r = evaluate_case(model, c, o.eval, o.device, original);
     const auto& s = r.scores;
@@ -53,7 +58,19 @@ SplitScores evaluate_split(model::MSAM& model, const std::vector<std::string>& e
                   static_cast<long long>(s.dice_per_click.size()), s.dice_per_click.back(),
                   s.seconds);
     spdlog::info(line);
-    out.cases.push_back(std::move(r.scores));
+    mine.emplace_back(i, std::move(r.scores));
+  }
+  if (o.group) {
+    nlohmann::json part = nlohmann::json::array();
+    for (const auto& [i, scores] : mine) part.push_back({i, to_json(scores)});
+    std::vector<std::optional<CaseScores>> all(entries.size());
+    for (const auto& text : o.group->all_gather(part.dump(), "gathering the cases' scores"))
+      for (const auto& item : nlohmann::json::parse(text))
+        all.at(item.at(0).get<size_t>()) = case_scores_from_json(item.at(1));
+    for (auto& scores : all) out.cases.push_back(std::move(*scores));
+    if (!o.group->is_main()) return out;
+  } else {
+    for (auto& [i, scores] : mine) out.cases.push_back(std::move(scores));
   }
   write_split_report(o.out_dir, out,
                      {{"clicks", o.eval.clicks},

@@ -24,8 +24,14 @@ torch::Tensor unless_empty(const torch::Tensor& primary, const torch::Tensor& fa
 // `n` uniforms in [0, 1) drawn on the generator's device, then moved to `device`: the
 // same seed gives the same clicks on the CPU and on a GPU. To a GPU through pinned memory
 // and an asynchronous copy, so that sampling a click never waits for the GPU's queue.
-torch::Tensor uniforms(int64_t n, torch::Generator& generator, const torch::Device& device) {
-  auto u = torch::rand({n}, generator, torch::dtype(torch::kDouble).device(generator.device()));
+torch::Tensor uniforms(int64_t n, torch::Generator& generator, const torch::Device& device,
+                       const BatchShare& share) {
+  auto u = share.global > 0
+               ? torch::rand({share.global}, generator,
+                             torch::dtype(torch::kDouble).device(generator.device()))
+                     .narrow(0, share.offset, n)
+               : torch::rand({n}, generator,
+                             torch::dtype(torch::kDouble).device(generator.device()));
   if (u.device() == device) return u;
   if (u.is_cpu() && device.is_cuda()) return u.pin_memory().to(device, /*non_blocking=*/true);
   return u.to(device);
@@ -33,10 +39,11 @@ torch::Tensor uniforms(int64_t n, torch::Generator& generator, const torch::Devi
 
 // Flat voxel index, B, of a uniform draw among each sample's candidate voxels (non-empty):
 // the k-th candidate with k uniform in [0, count), found by binary search in the cumsum.
-torch::Tensor uniform_voxel(const torch::Tensor& candidates, torch::Generator& generator) {
+torch::Tensor uniform_voxel(const torch::Tensor& candidates, torch::Generator& generator,
+                            const BatchShare& share) {
   const auto cum = candidates.flatten(1).to(torch::kLong).cumsum(1);
   const auto count = cum.select(1, -1);
-  const auto u = uniforms(candidates.size(0), generator, candidates.device());
+  const auto u = uniforms(candidates.size(0), generator, candidates.device(), share);
   const auto k = torch::minimum((u * count.to(torch::kDouble)).floor().to(torch::kLong),
                                 count - 1);
   return torch::searchsorted(cum, (k + 1).unsqueeze(1)).squeeze(1);
@@ -110,7 +117,12 @@ torch::Tensor boundary_distance(const torch::Tensor& region) {
 }
 
 Clicks sample_clicks(const torch::Tensor& prev_logits, const torch::Tensor& target,
-                     ClickProtocol protocol, torch::Generator& generator, double threshold) {
+                     ClickProtocol protocol, torch::Generator& generator, double threshold,
+                     BatchShare share) {
+  if (share.global > 0 && (share.offset < 0 || share.offset + target.size(0) > share.global))
+    throw Error("click sampling: a share of " + std::to_string(target.size(0)) +
+                " samples at offset " + std::to_string(share.offset) +
+                " does not lie in a batch of " + std::to_string(share.global));
   const auto errors = error_regions(prev_logits, target, threshold);
   const auto& fn = errors.false_negative;
   const auto& fp = errors.false_positive;
@@ -124,7 +136,7 @@ Clicks sample_clicks(const torch::Tensor& prev_logits, const torch::Tensor& targ
     case ClickProtocol::kFnFp5050: {
       // Reference: `np.random.random() > 0.5` picks FN.
       const auto fn_first =
-          (uniforms(B, generator, target.device()) > 0.5).view({-1, 1, 1, 1, 1});
+          (uniforms(B, generator, target.device(), share) > 0.5).view({-1, 1, 1, 1, 1});
       region = torch::where(fn_first, unless_empty(fn, fp), unless_empty(fp, fn));
       break;
     }
@@ -140,7 +152,7 @@ Clicks sample_clicks(const torch::Tensor& prev_logits, const torch::Tensor& targ
   // No error: a foreground voxel (label 1); no foreground either: any voxel (label 0).
   const auto truth = target > 0;
   const auto candidates = unless_empty(unless_empty(region, truth), torch::ones_like(truth));
-  const auto index = uniform_voxel(candidates, generator);
+  const auto index = uniform_voxel(candidates, generator, share);
 
   const int64_t H = target.size(3), W = target.size(4);
   const auto d = index.div(H * W, "floor");

@@ -8,9 +8,10 @@
 namespace msam::interaction {
 
 ClickSource simulated_clicks(const torch::Tensor& target, const RefinementOptions& options,
-                             torch::Generator& generator) {
-  return [target, options, &generator](int64_t, const torch::Tensor& prev_logits) {
-    return sample_clicks(prev_logits, target, options.protocol, generator, options.threshold);
+                             torch::Generator& generator, BatchShare share) {
+  return [target, options, &generator, share](int64_t, const torch::Tensor& prev_logits) {
+    return sample_clicks(prev_logits, target, options.protocol, generator, options.threshold,
+                         share);
   };
 }
 

@@ -254,6 +254,12 @@ void validate(const Config& c, const std::string& source) {
                 "must be > 0, got " + number(c.schedule.gamma));
   non_negative(c.schedule.warmup_epochs, "schedule.warmup_epochs");
 
+  // dist
+  check.require(std::isfinite(c.dist.timeout) && c.dist.timeout > 0, "dist.timeout",
+                "must be > 0 seconds, got " + number(c.dist.timeout));
+  check.require(std::isfinite(c.dist.bucket_mb) && c.dist.bucket_mb > 0, "dist.bucket_mb",
+                "must be > 0 MiB, got " + number(c.dist.bucket_mb));
+
   // run
   // Autocast is a no-op on the CPU here, so a reduced precision there would silently be fp32.
   check.require(c.precision == Precision::kFp32 || c.device == DeviceKind::kCuda, "precision",
@@ -581,6 +587,10 @@ void visit(V& v, Config& c) {
     s("milestones", c.schedule.milestones);
     s("gamma", c.schedule.gamma);
     s("warmup_epochs", c.schedule.warmup_epochs);
+  });
+  v.section("dist", [&](V& s) {
+    s("timeout", c.dist.timeout);
+    s("bucket_mb", c.dist.bucket_mb);
   });
   v("precision", c.precision);
   v("device", c.device);

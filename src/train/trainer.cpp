@@ -44,11 +44,15 @@ model::MSAMConfig model_config(const Config& config) {
   return m;
 }
 
-torch::Device device_of(const Config& config) {
+torch::Device device_of(const Config& config, int local_rank) {
   if (config.device == DeviceKind::kCuda) {
     if (!torch::cuda::is_available())
       throw Error("device: cuda was requested but no CUDA device is available");
-    return torch::Device(torch::kCUDA);
+    if (local_rank >= static_cast<int>(torch::cuda::device_count()))
+      throw Error("device: local rank " + std::to_string(local_rank) + " needs cuda:" +
+                  std::to_string(local_rank) + " but this machine has " +
+                  std::to_string(torch::cuda::device_count()) + " GPU(s)");
+    return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(local_rank));
   }
   return torch::Device(torch::kCPU);
 }
@@ -64,7 +68,8 @@ data::PreprocessSettings preprocess_settings(const Config& config) {
   return settings;
 }
 
-RunData prepare_run_data(const Config& config, const data::CaseReader& reader) {
+RunData prepare_run_data(const Config& config, const data::CaseReader& reader,
+                         dist::ProcessGroup* group) {
   std::vector<data::DatasetSpec> specs;
   for (const auto& d : config.data.datasets) {
     data::DatasetSpec s;
@@ -82,16 +87,35 @@ RunData prepare_run_data(const Config& config, const data::CaseReader& reader) {
   out.cache_dir = config.data.cache_dir.empty() ? (fs::path(config.output) / "cache").string()
                                                 : config.data.cache_dir;
   const auto settings = preprocess_settings(config);
+  const bool main = !group || group->is_main();
   if (reader) {
-    auto report = data::prepare_cache(cases, settings, out.cache_dir, reader,
-                                      [&](const data::CaseOutcome& c) {
-                                        if (c.status == data::CaseOutcome::Status::Skipped ||
-                                            c.status == data::CaseOutcome::Status::Failed)
-                                          spdlog::warn(data::status_name(c.status) + " " +
-                                                       c.case_id + ": " + c.message);
-                                      });
+    std::vector<data::CaseSource> mine;
+    for (size_t i = 0; i < cases.size(); ++i)
+      if (!group || static_cast<int>(i % static_cast<size_t>(group->size())) == group->rank())
+        mine.push_back(cases[i]);
+    auto report = data::prepare_cache(
+        mine, settings, out.cache_dir, reader,
+        [&](const data::CaseOutcome& c) {
+          if (c.status == data::CaseOutcome::Status::Skipped ||
+              c.status == data::CaseOutcome::Status::Failed)
+            spdlog::warn(data::status_name(c.status) + " " + c.case_id + ": " + c.message);
+        },
+        /*write_report=*/!group);
+    if (group) {
+      // One report of every case, in the datasets' order, written by rank 0.
+      std::map<std::string, data::CaseOutcome> by_id;
+      for (const auto& text : group->all_gather(data::to_json_text(report),
+                                                "gathering the data preparation reports")) {
+        const auto part = data::prepare_report_from_json(text);
+        for (const auto& c : part.cases) by_id[c.case_id] = c;
+      }
+      report.cases.clear();
+      for (const auto& c : cases) report.cases.push_back(by_id.at(c.id));
+      if (main) data::write_prepare_report(out.cache_dir, report);
+    }
     spdlog::info("data: " + report.summary() + " (cache " + out.cache_dir + ")");
   }
+  if (group) group->barrier("waiting for every rank's data preparation");
   std::vector<std::string> ids;
   for (const auto& c : cases) ids.push_back(c.id);
   std::vector<std::string> missing;
@@ -99,7 +123,7 @@ RunData prepare_run_data(const Config& config, const data::CaseReader& reader) {
   std::vector<std::string> usable;
   for (const auto& c : cases)
     if (std::find(missing.begin(), missing.end(), c.id) == missing.end()) usable.push_back(c.id);
-  if (!missing.empty() && !reader)
+  if (!missing.empty() && !reader && main)
     spdlog::warn("data: " + std::to_string(missing.size()) +
                  " case(s) have no cache entry and are left out (run `msam prepare` to see why)");
   if (usable.size() < 3)
@@ -109,9 +133,15 @@ RunData prepare_run_data(const Config& config, const data::CaseReader& reader) {
                        ? (fs::path(config.output) / "split.json").string()
                        : config.data.split.file;
   fs::create_directories(fs::path(out.split_file).parent_path());
-  out.split = data::load_or_create_split(out.split_file, usable,
-                                         static_cast<uint64_t>(config.data.split.seed),
-                                         config.data.split.ratios);
+  // Rank 0 writes a new split; the others read it.
+  auto split = [&] {
+    out.split = data::load_or_create_split(out.split_file, usable,
+                                           static_cast<uint64_t>(config.data.split.seed),
+                                           config.data.split.ratios);
+  };
+  if (main) split();
+  if (group) group->barrier("waiting for rank 0's split");
+  if (!main) split();
   auto paths = [&](const std::vector<std::string>& v) {
     std::vector<std::string> p;
     for (const auto& id : v) p.push_back(data::cache_entry_path(out.cache_dir, id));
@@ -126,16 +156,22 @@ RunData prepare_run_data(const Config& config, const data::CaseReader& reader) {
   return out;
 }
 
-torch::Tensor mask_dice_tensor(const torch::Tensor& logits, const torch::Tensor& target,
-                               double threshold) {
+torch::Tensor mask_dice_parts(const torch::Tensor& logits, const torch::Tensor& target,
+                              double threshold) {
   auto pred = (logits.detach() > threshold).flatten(1);
   auto gt = (target > 0).flatten(1);
   auto inter = (pred & gt).sum(1).to(torch::kDouble);
   auto sum = (pred.sum(1) + gt.sum(1)).to(torch::kDouble);
   auto valid = sum > 0;
-  // 0/0 = NaN when no sample counts, as the reference's empty mean.
   auto dice = torch::where(valid, 2 * inter / sum.clamp_min(1), torch::zeros_like(sum));
-  return dice.sum() / valid.sum().to(torch::kDouble);
+  return torch::stack({dice.sum(), valid.sum().to(torch::kDouble)});
+}
+
+torch::Tensor mask_dice_tensor(const torch::Tensor& logits, const torch::Tensor& target,
+                               double threshold) {
+  const auto parts = mask_dice_parts(logits, target, threshold);
+  // 0/0 = NaN when no sample counts, as the reference's empty mean.
+  return parts[0] / parts[1];
 }
 
 double mask_dice(const torch::Tensor& logits, const torch::Tensor& target, double threshold) {
@@ -208,36 +244,50 @@ StepSettings step_settings(const Config& config) {
 StepOutput training_step(model::MSAM& model, const torch::Tensor& image,
                          const torch::Tensor& target, const StepSettings& s,
                          const interaction::ClickSource& clicks,
-                         torch::optim::Optimizer& optimizer, GradScaler& scaler) {
+                         torch::optim::Optimizer& optimizer, GradScaler& scaler,
+                         const std::function<void()>& sync_gradients) {
   StepOutput out;
-  {
-    compat::AutocastGuard amp(image.device(), s.amp_dtype);
-    model::VolumeContext ctx;
-    if (s.encoder_frozen) {
-      torch::Tensor emb;
-      {
-        torch::NoGradGuard no_grad;
-        emb = model->image_encoder(image);
+  if (!image.defined()) {
+    // An empty share: no loss, no gradients of its own; the all-reduce fills them in.
+    out.loss = torch::zeros({}, torch::kFloat);
+    out.iteration_losses = torch::zeros({0}, torch::kFloat);
+    out.dice_parts = torch::zeros({2}, torch::kDouble);
+    out.dice = out.dice_parts[0] / out.dice_parts[1];
+    optimizer.zero_grad();
+  } else {
+    {  // autocast covers the forward pass only
+      compat::AutocastGuard amp(image.device(), s.amp_dtype);
+      model::VolumeContext ctx;
+      if (s.encoder_frozen) {
+        torch::Tensor emb;
+        {
+          torch::NoGradGuard no_grad;
+          emb = model->image_encoder(image);
+        }
+        ctx = model->context(emb);
+      } else {
+        ctx = model->encode(image);
       }
-      ctx = model->context(emb);
-    } else {
-      ctx = model->encode(image);
+      out.loss = torch::zeros({}, target.options().dtype(torch::kFloat));
+      std::vector<torch::Tensor> losses;
+      interaction::run_refinement(
+          model, ctx, s.refinement, clicks, [&](const interaction::IterationResult& it) {
+            const bool last = it.index == s.refinement.iterations - 1;
+            if (s.reduce == LossReduce::kSum || last) {
+              losses.push_back(iteration_loss(it.logits, target, s.loss));
+              out.loss = out.loss + losses.back();
+            }
+            if (last) {
+              out.dice_parts = mask_dice_parts(it.logits, target, s.refinement.threshold);
+              out.dice = out.dice_parts[0] / out.dice_parts[1];
+            }
+          });
+      out.iteration_losses = torch::stack(losses).detach();
     }
-    out.loss = torch::zeros({}, target.options().dtype(torch::kFloat));
-    std::vector<torch::Tensor> losses;
-    interaction::run_refinement(
-        model, ctx, s.refinement, clicks, [&](const interaction::IterationResult& it) {
-          const bool last = it.index == s.refinement.iterations - 1;
-          if (s.reduce == LossReduce::kSum || last) {
-            losses.push_back(iteration_loss(it.logits, target, s.loss));
-            out.loss = out.loss + losses.back();
-          }
-          if (last) out.dice = mask_dice_tensor(it.logits, target, s.refinement.threshold);
-        });
-    out.iteration_losses = torch::stack(losses).detach();
+    optimizer.zero_grad();
+    scaler.scale(out.loss).backward();
   }
-  optimizer.zero_grad();
-  scaler.scale(out.loss).backward();
+  if (sync_gradients) sync_gradients();
   if (s.clip_grad_norm > 0) {
     scaler.unscale(optimizer);
     clip_grad_norm(optimizer, s.clip_grad_norm);
@@ -295,21 +345,30 @@ Trainer::Trainer(Config config, std::string config_source, TrainerOptions option
     : config_(std::move(config)),
       source_(std::move(config_source)),
       options_(std::move(options)),
-      device_(device_of(config_)) {
+      device_(device_of(config_, options_.group ? options_.group->launch().local_rank : 0)) {
   if (config_.threads > 0) torch::set_num_threads(static_cast<int>(config_.threads));
+  if (world() > 1 && config_.batch_size % world() != 0)
+    throw Error("batch_size " + std::to_string(config_.batch_size) +
+                " (the global batch) does not divide among " + std::to_string(world()) +
+                " ranks; use a multiple of " + std::to_string(world()));
+  if (options_.group && options_.group->cuda() != device_.is_cuda())
+    throw Error("dist: the process group's backend (" +
+                std::string(options_.group->cuda() ? "NCCL" : "Gloo") +
+                ") does not match device: " + (device_.is_cuda() ? "cuda" : "cpu"));
   fs::create_directories(config_.output);
   // A resumed run continues its log; a new one starts it afresh, as it does its checkpoints.
-  file_log_ = std::make_unique<log::FileLog>((fs::path(config_.output) / "train.log").string(),
-                                             options_.resume);
+  if (is_main())
+    file_log_ = std::make_unique<log::FileLog>(
+        (fs::path(config_.output) / "train.log").string(), options_.resume);
   torch::manual_seed(static_cast<uint64_t>(config_.seed));
 
-  data_ = prepare_run_data(config_, options_.reader);
+  data_ = prepare_run_data(config_, options_.reader, options_.group.get());
 
   model_ = model::MSAM(model_config(config_));
   const bool resuming = options_.resume && fs::exists(latest_checkpoint());
   if (options_.resume && !resuming)
     spdlog::info("resume: no " + latest_checkpoint() + " yet, starting a new run");
-  if (resuming) {
+  if (resuming && is_main()) {
     // A run killed while writing leaves that write's temporary file (the final files are
     // intact: every write is temp file + rename).
     for (const auto& e : fs::directory_iterator(config_.output))
@@ -349,8 +408,33 @@ Trainer::Trainer(Config config, std::string config_source, TrainerOptions option
     spdlog::info("resume: continuing after epoch " + std::to_string(start_epoch_) + " from " +
                  latest_checkpoint());
   }
-  io::write_file_atomically((fs::path(config_.output) / "config.yaml").string(),
-                            to_yaml(config_));
+  if (options_.group) {
+    // Every rank starts from rank 0's weights (the same seed and files give the same ones; this
+    // makes it so whatever the initialisation did), and reduces the parameters AdamW steps.
+    std::vector<torch::Tensor> state;
+    for (const auto& p : model_->parameters()) state.push_back(p.detach());
+    for (const auto& b : model_->buffers()) state.push_back(b.detach());
+    options_.group->broadcast(state, 0, "broadcasting rank 0's parameters");
+    std::vector<torch::Tensor> stepped;
+    for (auto& group : optimizer_->param_groups())
+      for (auto& p : group.params()) stepped.push_back(p);
+    reducer_ = std::make_unique<dist::GradientReducer>(
+        options_.group, stepped, static_cast<int64_t>(config_.dist.bucket_mb * (1 << 20)));
+    spdlog::info("dist: " + std::to_string(world()) + " ranks, global batch " +
+                 std::to_string(config_.batch_size) + " (" +
+                 std::to_string(config_.batch_size / world()) + " per rank), " +
+                 std::to_string(reducer_->num_buckets()) + " gradient bucket(s) of ≤ " +
+                 eval::format_number(config_.dist.bucket_mb) + " MiB");
+  }
+  if (is_main())
+    io::write_file_atomically((fs::path(config_.output) / "config.yaml").string(),
+                              to_yaml(config_));
+}
+
+void Trainer::sum_over_ranks(torch::Tensor& values, const std::string& what) {
+  if (!options_.group) return;
+  std::vector<torch::Tensor> t{values};
+  options_.group->all_reduce_sum(t, what);
 }
 
 std::string Trainer::latest_checkpoint() const {
@@ -371,6 +455,8 @@ EpochRecord Trainer::train_epoch(int64_t epoch) {
   lo.augment.intensity_scale = config_.data.intensity_scale;
   lo.augment.intensity_shift = config_.data.intensity_shift;
   lo.seed = static_cast<uint64_t>(config_.seed);
+  lo.rank = rank();
+  lo.world = world();
   data::EpochLoader loader(data_.train, lo, epoch);
   auto gen = torch::make_generator<at::CPUGeneratorImpl>(epoch_seed(config_.seed, epoch, 1));
   const StepSettings settings = step_settings(config_);
@@ -386,17 +472,30 @@ EpochRecord Trainer::train_epoch(int64_t epoch) {
   while (batches < total) {
     auto batch = loader.next();
     if (!batch) break;
-    auto image = batch->image.to(device_);
-    auto target = batch->label.to(device_).to(torch::kFloat);
-    const auto step =
-        training_step(model_, image, target, settings,
-                      interaction::simulated_clicks(target, settings.refinement, gen), *optimizer_,
-                      *scaler_);
+    torch::Tensor image, target;
+    if (batch->size() > 0) {
+      image = batch->image.to(device_);
+      target = batch->label.to(device_).to(torch::kFloat);
+    }
+    // This rank's part of the global batch's mean loss and gradient.
+    const double weight = static_cast<double>(batch->size()) / batch->global_size;
+    std::function<void()> sync;
+    if (reducer_) sync = [&] { reducer_->reduce(weight); };
+    const auto step = training_step(
+        model_, image, target, settings,
+        interaction::simulated_clicks(target, settings.refinement, gen,
+                                      {batch->offset, batch->global_size}),
+        *optimizer_, *scaler_, sync);
     ++global_step_;
     ++batches;
-    samples += image.size(0);
-    const double dice = step.dice.item<double>();
-    loss_sum += step.loss.item<double>();
+    samples += batch->global_size;
+    // The global batch's loss and Dice: (weighted loss, Σ Dice, samples counted) over ranks.
+    auto stats = torch::cat({(step.loss.to(torch::kDouble) * weight).view({1}),
+                             step.dice_parts.to(torch::kDouble)})
+                     .to(torch::kCPU);
+    sum_over_ranks(stats, "training statistics all-reduce");
+    const double dice = (stats[1] / stats[2]).item<double>();
+    loss_sum += stats[0].item<double>();
     if (std::isfinite(dice)) {
       dice_sum += dice;
       ++dice_batches;
@@ -405,7 +504,7 @@ EpochRecord Trainer::train_epoch(int64_t epoch) {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     // Five lines an epoch in files and pipes; every step redraws the line on a terminal.
     const bool record = batches == total || batches % std::max<int64_t>(1, total / 5) == 0;
-    char line[256];
+    char line[384];
     std::snprintf(line, sizeof line,
                   "epoch %lld/%lld [%lld/%lld] loss %.4f dice %.4f  %.2f samples/s  ETA %s",
                   (long long)(epoch + 1), (long long)config_.epochs, (long long)batches,
@@ -435,34 +534,49 @@ std::pair<double, double> Trainer::validate(int64_t epoch) {
   lo.workers = static_cast<int>(config_.data.workers);
   lo.shuffle = false;
   lo.seed = static_cast<uint64_t>(config_.seed);
+  lo.rank = rank();
+  lo.world = world();
   data::EpochLoader loader(data_.val, lo, 0);
   // The same clicks every epoch, so validation Dice is comparable across epochs.
   auto gen = torch::make_generator<at::CPUGeneratorImpl>(epoch_seed(config_.seed, 0, 2));
   const auto ro = step_settings(config_).refinement;
-  double loss_sum = 0, dice_sum = 0;
-  int64_t n = 0, nd = 0;
+  // Per batch: (loss weighted by this rank's share, Σ Dice, samples counted), summed over the
+  // ranks at the end so that every batch's loss and Dice are one process's.
+  const int64_t nb = loader.num_batches();
+  auto per_batch = torch::zeros({nb, 3}, torch::kDouble);
   while (auto batch = loader.next()) {
+    if (batch->size() == 0) continue;
     auto image = batch->image.to(device_);
     auto target = batch->label.to(device_).to(torch::kFloat);
     auto ctx = model_->encode(image);
-    double loss = 0, dice = NAN;
+    double loss = 0;
+    torch::Tensor dice_parts;
     interaction::run_refinement(
-        model_, ctx, ro, interaction::simulated_clicks(target, ro, gen),
+        model_, ctx, ro,
+        interaction::simulated_clicks(target, ro, gen, {batch->offset, batch->global_size}),
         [&](const interaction::IterationResult& it) {
           const bool last = it.index == ro.iterations - 1;
           if (config_.loss.reduce == LossReduce::kSum || last)
             loss += iteration_loss(it.logits, target, config_.loss.kind).item<double>();
-          if (last) dice = mask_dice(it.logits, target, ro.threshold);
+          if (last) dice_parts = mask_dice_parts(it.logits, target, ro.threshold).to(torch::kCPU);
         });
-    loss_sum += loss;
-    ++n;
+    auto row = per_batch[batch->index];
+    row[0] = loss * static_cast<double>(batch->size()) / batch->global_size;
+    row.narrow(0, 1, 2).copy_(dice_parts);
+  }
+  sum_over_ranks(per_batch, "validation statistics all-reduce");
+  double loss_sum = 0, dice_sum = 0;
+  int64_t nd = 0;
+  for (int64_t b = 0; b < nb; ++b) {
+    loss_sum += per_batch[b][0].item<double>();
+    const double dice = (per_batch[b][1] / per_batch[b][2]).item<double>();
     if (std::isfinite(dice)) {
       dice_sum += dice;
       ++nd;
     }
   }
   (void)epoch;
-  return {n ? loss_sum / n : NAN, nd ? dice_sum / nd : NAN};
+  return {nb ? loss_sum / nb : NAN, nd ? dice_sum / nd : NAN};
 }
 
 void Trainer::save(const std::string& path, int64_t epochs_done) {
@@ -521,6 +635,38 @@ void Trainer::write_reports() const {
   eval::write_line_chart_svg((out / "dice.svg").string(), dice_chart);
 }
 
+void Trainer::run_epoch(int64_t epoch) {
+  const auto reduced_before = reducer_ ? reducer_->stats() : dist::GradientReducer::Stats{};
+  auto rec = train_epoch(epoch);
+  const bool do_val = (epoch + 1) % config_.val_every == 0 || epoch + 1 == config_.epochs;
+  if (do_val) std::tie(rec.val_loss, rec.val_dice) = validate(epoch);
+  scheduler_->step();
+  history_.push_back(rec);
+  const bool best = std::isfinite(rec.val_dice) && rec.val_dice > best_val_dice_;
+  if (best) best_val_dice_ = rec.val_dice;
+  if (is_main()) {
+    save(latest_checkpoint(), epoch + 1);
+    if (best) save(best_checkpoint(), epoch + 1);
+    write_reports();
+  }
+  char line[384];
+  int used = std::snprintf(line, sizeof line, "epoch %lld: train loss %.4f dice %.4f",
+                           (long long)rec.epoch, rec.train_loss, rec.train_dice);
+  if (do_val)
+    used += std::snprintf(line + used, sizeof line - used, " | val loss %.4f dice %.4f%s",
+                          rec.val_loss, rec.val_dice, best ? " (best)" : "");
+  used += std::snprintf(line + used, sizeof line - used, " | %.1f s", rec.seconds);
+  if (reducer_) {
+    const auto& now = reducer_->stats();
+    const auto steps = std::max<int64_t>(1, now.calls - reduced_before.calls);
+    std::snprintf(line + used, sizeof line - used,
+                  " | all-reduce %.1f ms/step, %.2f MiB in %zu bucket(s)",
+                  1e3 * (now.seconds - reduced_before.seconds) / steps,
+                  now.bytes / double(1 << 20), reducer_->num_buckets());
+  }
+  spdlog::info(line);
+}
+
 std::vector<EpochRecord> Trainer::run() {
   spdlog::info("train: " + std::to_string(data_.train.size()) + " cases, batch " +
                std::to_string(config_.batch_size) + ", " +
@@ -528,27 +674,18 @@ std::vector<EpochRecord> Trainer::run() {
                std::to_string(start_epoch_ + 1) + ".." + std::to_string(config_.epochs) +
                ", output " + config_.output);
   for (int64_t epoch = start_epoch_; epoch < config_.epochs; ++epoch) {
-    auto rec = train_epoch(epoch);
-    const bool do_val = (epoch + 1) % config_.val_every == 0 || epoch + 1 == config_.epochs;
-    if (do_val) std::tie(rec.val_loss, rec.val_dice) = validate(epoch);
-    scheduler_->step();
-    history_.push_back(rec);
-    const bool best = std::isfinite(rec.val_dice) && rec.val_dice > best_val_dice_;
-    if (best) best_val_dice_ = rec.val_dice;
-    save(latest_checkpoint(), epoch + 1);
-    if (best) save(best_checkpoint(), epoch + 1);
-    write_reports();
-    char line[256];
-    int used = std::snprintf(line, sizeof line, "epoch %lld: train loss %.4f dice %.4f",
-                             (long long)rec.epoch, rec.train_loss, rec.train_dice);
-    if (do_val)
-      used += std::snprintf(line + used, sizeof line - used, " | val loss %.4f dice %.4f%s",
-                            rec.val_loss, rec.val_dice, best ? " (best)" : "");
-    std::snprintf(line + used, sizeof line - used, " | %.1f s", rec.seconds);
-    spdlog::info(line);
+    try {
+      run_epoch(epoch);
+    } catch (const std::exception& e) {
+      // Into train.log too, which closes before the caller reports the error.
+      spdlog::error("training stopped in epoch " + std::to_string(epoch + 1) + ": " + e.what());
+      throw;
+    }
   }
-  if (!fs::exists(best_checkpoint()) && fs::exists(latest_checkpoint()))
+  if (is_main() && !fs::exists(best_checkpoint()) && fs::exists(latest_checkpoint()))
     fs::copy_file(latest_checkpoint(), best_checkpoint(), fs::copy_options::overwrite_existing);
+  // Rank 0 hosts the rendezvous store: it leaves last.
+  if (options_.group) options_.group->barrier("end of training");
   return history_;
 }
 

@@ -102,6 +102,40 @@ cmp <(cut -d, -f1-16 "$W/eval/per_case.csv") <(cut -d, -f1-16 "$W/eval2/per_case
 "$MSAM" compare "$W/eval/per_case.csv" "$W/eval2/per_case.csv" > "$W/compare.log"
 grep -q "^dice" "$W/compare.log" || fail "compare output"
 
+# Data parallelism from the command line: `msam train --nproc 2` trains the one-process run's
+# first epoch (same global batch), and `msam eval` started as two ranks (torchrun's variables)
+# writes the one-process per_case.csv.
+"$MSAM" --threads 1 train --config "$SRC/configs/tiny_cpu.yaml" "${SET[@]}" --set epochs=1 \
+  --set "output=$W/run_dp" --set "data.cache_dir=$W/run/cache" --nproc 2 > "$W/train_dp.log" 2>&1 \
+  || { cat "$W/train_dp.log"; fail "train --nproc 2"; }
+grep -q "dist: 2 ranks, global batch 2 (1 per rank)" "$W/run_dp/train.log" \
+  || { cat "$W/train_dp.log"; fail "train.log lacks the data-parallel setup"; }
+[ "$(tail -n +2 "$W/run_dp/metrics.csv" | wc -l)" = 1 ] || fail "--nproc 2: metrics.csv rows"
+python3 - "$W/run_straight/metrics.csv" "$W/run_dp/metrics.csv" <<'PY' || fail "--nproc 2 differs from one process"
+import csv, sys
+one, two = next(csv.DictReader(open(sys.argv[1]))), next(csv.DictReader(open(sys.argv[2])))
+for k in ('train_loss', 'train_dice'):  # the straight run validates every 4th epoch only
+    a, b = float(one[k]), float(two[k])
+    assert abs(a - b) <= 1e-4 * max(1, abs(a)), (k, a, b)
+PY
+PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+for r in 0 1; do
+  RANK=$r LOCAL_RANK=$r WORLD_SIZE=2 LOCAL_WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$PORT \
+    "$MSAM" eval --config "$SRC/configs/tiny_cpu.yaml" "${SET[@]}" --checkpoint "$W/run/best.safetensors" \
+    --clicks 3 --overlays 0 --split train --out "$W/eval_dp" > "$W/eval_dp$r.log" 2>&1 &
+  pids[$r]=$!
+done
+wait ${pids[0]} || { cat "$W/eval_dp0.log"; fail "eval rank 0"; }
+wait ${pids[1]} || { cat "$W/eval_dp1.log"; fail "eval rank 1"; }
+"$MSAM" eval --config "$SRC/configs/tiny_cpu.yaml" "${SET[@]}" --checkpoint "$W/run/best.safetensors" \
+  --clicks 3 --overlays 0 --split train --out "$W/eval_one" > "$W/eval_one.log" 2>&1 \
+  || { cat "$W/eval_one.log"; fail "eval --split train"; }
+python3 - "$W/eval_one/per_case.csv" "$W/eval_dp/per_case.csv" <<'PY' || fail "eval on 2 ranks differs from 1"
+import csv, sys
+rows = [[{k: v for k, v in r.items() if k != 'seconds'} for r in csv.DictReader(open(p))] for p in sys.argv[1:]]
+assert len(rows[0]) == 4 and rows[0] == rows[1], rows
+PY
+
 # Another tool's masks (msam eval --predictions): the model's own saved masks score exactly
 # as the model did on the original grid; a missing and a misaligned prediction are reported
 # per case and counted, not skipped. This briefly trained model's masks at logit 0.5 are

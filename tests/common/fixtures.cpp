@@ -101,6 +101,13 @@ std::map<std::string, at::Tensor> module_fixture_weights() {
   return w;
 }
 
+model::MSAM tiny_model(uint64_t seed) {
+  torch::manual_seed(seed);
+  model::MSAM m(model::tiny_cpu_config());
+  m->eval();
+  return m;
+}
+
 std::string temp_dir(const std::string& tag) {
   static TempRoot root;
   static int counter = 0;

@@ -25,6 +25,10 @@ const io::TensorFile& parity_fixture(const std::string& file);
 // model's parameter names, without their inputs and outputs.
 std::map<std::string, at::Tensor> module_fixture_weights();
 
+// The demo's small model (tiny_cpu_config) with random weights from torch seed `seed`, in eval
+// mode: what tests that need a real model but not trained weights use.
+model::MSAM tiny_model(uint64_t seed);
+
 // A fresh, empty temporary folder removed at process exit.
 std::string temp_dir(const std::string& tag);
 

@@ -68,13 +68,6 @@ model::MSAM checkpoint_model() {
   return m;
 }
 
-model::MSAM tiny_model() {
-  torch::manual_seed(3);
-  model::MSAM m(model::tiny_cpu_config());
-  m->eval();
-  return m;
-}
-
 json body_of(const httplib::Result& r) {
   EXPECT_TRUE(r) << "no answer";
   return r ? json::parse(r->body) : json();
@@ -161,7 +154,7 @@ TEST(Serve, ClicksUndoResetMatchTheSessionLibrary) {
 }
 
 TEST(Serve, UploadedScanEqualsTheSameFileByPath) {
-  RunningServer running(tiny_model(), options_for_tests());
+  RunningServer running(test::tiny_model(3), options_for_tests());
   auto c = running.client();
   std::ifstream in(test::data_path("breast_mr/image.nrrd"), std::ios::binary);
   const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -178,7 +171,7 @@ TEST(Serve, UploadedScanEqualsTheSameFileByPath) {
 TEST(Serve, EveryErrorIsAnsweredAndTheServerKeepsServing) {
   auto options = options_for_tests();
   options.max_upload_bytes = 1 << 20;
-  RunningServer running(tiny_model(), options);
+  RunningServer running(test::tiny_model(3), options);
   auto c = running.client();
   auto status = [](const httplib::Result& r) { return r ? r->status : -1; };
   auto error_of = [](const httplib::Result& r) {
@@ -225,7 +218,7 @@ TEST(Serve, EveryErrorIsAnsweredAndTheServerKeepsServing) {
 TEST(Serve, TokenGuardsTheApiButNotHealth) {
   auto options = options_for_tests();
   options.token = "s3cret";
-  RunningServer running(tiny_model(), options);
+  RunningServer running(test::tiny_model(3), options);
   auto anonymous = running.client();
   EXPECT_EQ(anonymous.Get("/api/info")->status, 401);
   EXPECT_EQ(anonymous.Get("/api/health")->status, 200);
@@ -265,7 +258,7 @@ TEST(Serve, PathsStayInsideTheDataRoot) {
 // to its clicks (in the order the server applied them) run one after another, and the memory
 // back near where it started once the sessions are deleted.
 TEST(Serve, ConcurrentClientsGetConsistentMasks) {
-  RunningServer running(tiny_model(), options_for_tests());
+  RunningServer running(test::tiny_model(3), options_for_tests());
   auto c = running.client();
   // Warm up allocations and the model before measuring memory.
   const auto warm = open_session(c);
@@ -294,7 +287,8 @@ TEST(Serve, ConcurrentClientsGetConsistentMasks) {
   for (const auto& id : ids) {
     const auto info = body_of(c.Get("/api/sessions/" + id));
     ASSERT_EQ(info.at("clicks").size(), 20u);
-    interaction::Session replay(tiny_model(), imageio::read_image(test::data_path(kScan)), {});
+    interaction::Session replay(test::tiny_model(3),
+                                imageio::read_image(test::data_path(kScan)), {});
     for (const auto& k : info.at("clicks")) {
       const auto p = k.at("point").get<std::vector<double>>();
       replay.add_click({{p[0], p[1], p[2]},

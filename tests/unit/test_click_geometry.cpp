@@ -130,8 +130,9 @@ TEST(RefinementLoop, FeedsBackThePreviousLowResLogitsAndClicksTheTargetGrid) {
     ASSERT_EQ(it.logits.sizes(), target.sizes());
     const auto p = it.click.points[0][0];
     const int64_t d = p[0].item<int64_t>(), h = p[1].item<int64_t>(), w = p[2].item<int64_t>();
-    if (it.index == 0)  // the first click lies in the target, in (d, h, w) order
+    if (it.index == 0) {  // the first click lies in the target, in (d, h, w) order
       EXPECT_EQ(target[0][0][d][h][w].item<float>(), 1.0f);
+    }
     // This iteration's mask prompt was the previous iteration's low-res logits.
     const auto again = net->click(ctx, it.click.points, it.click.labels, prompt);
     MSAM_EXPECT_CLOSE(again.low_res_masks, it.low_res, kSame);

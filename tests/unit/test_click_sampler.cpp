@@ -258,3 +258,28 @@ TEST(ClickSampler, ShapeMismatchIsAnError) {
                              ClickProtocol::kRandom, gen),
                Error);
 }
+
+// Data parallelism: ranks holding parts of a batch place exactly the whole batch's clicks, and
+// their generators stay in step for the next draw.
+TEST(ClickSampler, SharesOfABatchPlaceTheWholeBatchsClicks) {
+  const auto c = make_case();
+  for (auto protocol : {ClickProtocol::kRandom, ClickProtocol::kFnFp5050, ClickProtocol::kCenter}) {
+    auto whole_gen = at::make_generator<at::CPUGeneratorImpl>(42);
+    auto first_gen = at::make_generator<at::CPUGeneratorImpl>(42);
+    auto rest_gen = at::make_generator<at::CPUGeneratorImpl>(42);
+    for (int round = 0; round < 2; ++round) {
+      const auto whole = sample_clicks(c.logits, c.target, protocol, whole_gen, 0.5);
+      const auto first = sample_clicks(c.logits.slice(0, 0, 1), c.target.slice(0, 0, 1), protocol,
+                                       first_gen, 0.5, {0, 3});
+      const auto rest = sample_clicks(c.logits.slice(0, 1, 3), c.target.slice(0, 1, 3), protocol,
+                                      rest_gen, 0.5, {1, 3});
+      EXPECT_TRUE(torch::equal(whole.points, torch::cat({first.points, rest.points})))
+          << name(protocol) << " round " << round;
+      EXPECT_TRUE(torch::equal(whole.labels, torch::cat({first.labels, rest.labels})))
+          << name(protocol) << " round " << round;
+    }
+  }
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(1);
+  EXPECT_THROW(sample_clicks(c.logits, c.target, ClickProtocol::kRandom, gen, 0.5, {1, 3}),
+               Error);
+}

@@ -529,6 +529,16 @@ TEST(Cache, RoundTripReuseAndInvalidation) {
   EXPECT_EQ(report.summary(), "1 prepared, 0 reused, 1 skipped, 1 failed");
   const auto saved = msam::io::read_file(dir + "/cache/prepare_report.json");
   EXPECT_NE(saved.find("min_label_voxels"), std::string::npos);
+  // The file reads back as the report (ranks that prepared a share each merge theirs).
+  const auto back = prepare_report_from_json(saved);
+  ASSERT_EQ(back.cases.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(back.cases[i].case_id, report.cases[i].case_id);
+    EXPECT_EQ(back.cases[i].status, report.cases[i].status);
+    EXPECT_EQ(back.cases[i].message, report.cases[i].message);
+    EXPECT_EQ(back.cases[i].entry, report.cases[i].entry);
+  }
+  EXPECT_EQ(to_json_text(back), saved);
 
   // Round trip: F16 image, U8 label, metadata with the record.
   const auto direct = preprocess_case(data.volumes["fake/c0"].first, data.volumes["fake/c0"].second,

@@ -15,13 +15,6 @@ using interaction::UserClick;
 
 namespace {
 
-model::MSAM tiny_model() {
-  torch::manual_seed(11);
-  model::MSAM m(model::tiny_cpu_config());
-  m->eval();
-  return m;
-}
-
 // 90×70×40 voxels of 0.8×0.8×2 mm, a tilted direction, a bright ball at (40, 30, 20).
 data::Volume scan() {
   torch::manual_seed(4);
@@ -45,14 +38,14 @@ TEST(Session, OneAtATimeEqualsAllAtOnceAndUndoRestores) {
   const std::vector<UserClick> clicks{{{40, 30, 20}, interaction::kForeground, Space::kVoxel},
                                       {{45, 28, 21}, interaction::kForeground, Space::kVoxel},
                                       {{20, 50, 10}, interaction::kBackground, Space::kVoxel}};
-  interaction::Session stepwise(tiny_model(), scan(), {});
+  interaction::Session stepwise(test::tiny_model(11), scan(), {});
   std::vector<torch::Tensor> masks;
   for (const auto& c : clicks) {
     const auto s = stepwise.add_click(c);
     masks.push_back(mask_of(stepwise));
     EXPECT_EQ(s.voxels, masks.back().sum().item<int64_t>());
   }
-  interaction::Session at_once(tiny_model(), scan(), {});
+  interaction::Session at_once(test::tiny_model(11), scan(), {});
   at_once.add_clicks(clicks);
   EXPECT_TRUE(torch::equal(mask_of(at_once), masks.back()));
 
@@ -67,7 +60,8 @@ TEST(Session, VoxelLpsAndRasPointsAgree) {
   const auto s = scan();
   const data::Point3 voxel{40, 30, 20};
   const auto lps = data::voxel_to_world(s.geometry, voxel);
-  interaction::Session a(tiny_model(), s, {}), b(tiny_model(), s, {}), c(tiny_model(), s, {});
+  interaction::Session a(test::tiny_model(11), s, {}), b(test::tiny_model(11), s, {}),
+      c(test::tiny_model(11), s, {});
   a.add_click({voxel, interaction::kForeground, Space::kVoxel});
   b.add_click({lps, interaction::kForeground, Space::kLps});
   c.add_click({data::ras_from_lps(lps), interaction::kForeground, Space::kRas});
@@ -82,12 +76,12 @@ TEST(Session, RefusesBadScansAndClicksWithoutChangingAnything) {
   auto bad = scan();
   bad.data[3][4][5] = NAN;
   try {
-    interaction::Session s(tiny_model(), bad, {});
+    interaction::Session s(test::tiny_model(11), bad, {});
     FAIL() << "a scan with NaN was taken";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("synthetic scan"), std::string::npos) << e.what();
   }
-  interaction::Session s(tiny_model(), scan(), {});
+  interaction::Session s(test::tiny_model(11), scan(), {});
   s.add_click({{40, 30, 20}, interaction::kForeground, Space::kVoxel});
   const auto before = mask_of(s);
   EXPECT_THROW(s.add_click({{90, 0, 0}, interaction::kForeground, Space::kVoxel}), Error);
@@ -105,7 +99,7 @@ TEST(Session, RefusesBadScansAndClicksWithoutChangingAnything) {
 }
 
 TEST(Session, OnlyBackgroundClicksLeaveTheMaskEmpty) {
-  interaction::Session s(tiny_model(), scan(), {});
+  interaction::Session s(test::tiny_model(11), scan(), {});
   const auto summary = s.add_click({{40, 30, 20}, interaction::kBackground, Space::kVoxel});
   EXPECT_EQ(summary.voxels, 0);
   EXPECT_TRUE(summary.windows.empty());
@@ -119,7 +113,7 @@ TEST(Session, WindowsFollowAMaskBeyondTheFirst) {
   interaction::SessionOptions o;
   o.threshold = -1e3;
   o.max_windows = 3;
-  interaction::Session s(tiny_model(), scan(), o);
+  interaction::Session s(test::tiny_model(11), scan(), o);
   const auto summary = s.add_click({{45, 35, 20}, interaction::kForeground, Space::kVoxel});
   EXPECT_EQ(summary.windows.size(), 3u);
   EXPECT_FALSE(summary.contained);

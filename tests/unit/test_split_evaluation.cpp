@@ -83,13 +83,6 @@ Split make_split(const std::string& dir) {
   return s;
 }
 
-model::MSAM tiny_model() {
-  torch::manual_seed(5);
-  model::MSAM m(model::tiny_cpu_config());
-  m->eval();
-  return m;
-}
-
 // Equal, with NaN equal to NaN (empty masks give NaN metrics).
 bool same(double a, double b) { return a == b || (std::isnan(a) && std::isnan(b)); }
 
@@ -138,11 +131,13 @@ TEST(MetricTable, NamesDirectionsAndColumns) {
   for (const char* c : {"case", "seconds", "status", "dice_click", "dice_clickx", "orig_", "orig_seconds"})
     EXPECT_EQ(eval::metric_of_column(c), nullptr) << c;
   EXPECT_STREQ(eval::metric_of_column("orig_hd95")->unit, "mm");
+  // Time per case compares too (msam compare --metrics seconds): lower is better.
+  EXPECT_FALSE(eval::higher_is_better("seconds"));
   try {
-    eval::higher_is_better("seconds");
+    eval::higher_is_better("status");
     ADD_FAILURE() << "no error for a column that is not a metric";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("'seconds' is not a metric"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("'status' is not a metric"), std::string::npos) << e.what();
   }
   // Drop is quality lost: positive when "after" is worse, whichever way the metric points.
   EXPECT_GT(eval::quality_drop(*eval::metric_of_column("dice"), 0.8, 0.6), 0);
@@ -169,7 +164,7 @@ TEST(SplitEvaluation, ReportHoldsWhatEvaluateCaseGives) {
   const auto split = make_split(dir);
   ASSERT_EQ(split.entries.size(), 2u);
   const auto out = (fs::path(dir) / "eval").string();
-  auto model = tiny_model();
+  auto model = test::tiny_model(5);
   std::vector<std::pair<std::string, data::Volume>> masks;
   eval::SplitEvalHooks hooks{split.original(),
                              [&](const std::string& p, const data::Volume& v) { masks.emplace_back(p, v); }};
@@ -302,7 +297,7 @@ TEST(PredictionScoring, ForegroundOfMasksAndLabelMaps) {
 TEST(PredictionScoring, ModelMasksScoreAsTheModelDidAndFailuresAreReported) {
   const auto dir = test::temp_dir("prediction_scoring");
   const auto split = make_split(dir);
-  auto model = tiny_model();
+  auto model = test::tiny_model(5);
   std::map<std::string, data::Volume> files;  // what the mask reader returns, by path
   auto options = eval_options((fs::path(dir) / "eval").string());
   options.save_masks = true;

@@ -5,6 +5,7 @@
 #include "msam/common/error.h"
 #include "msam/common/log.h"
 #include "msam/data/preprocess.h"
+#include "msam/dist/launch.h"
 #ifdef MSAM_HAVE_ITK
 #include "msam/imageio/image_io.h"
 #endif
@@ -116,7 +117,20 @@ void add_click_options(CLI::App& app, eval::EvalOptions& options, std::string& p
 }
 
 eval::RunSettings run_settings(const train::Config& run) {
-  return {run.device == train::DeviceKind::kCuda, train::amp_dtype(run.precision)};
+  return {run.device == train::DeviceKind::kCuda, train::amp_dtype(run.precision),
+          dist::launch_info(dist::process_environment()).local_rank};
+}
+
+std::shared_ptr<dist::ProcessGroup> join_process_group(const train::Config& run) {
+  const auto launch = dist::launch_info(dist::process_environment());
+  if (!launch.distributed()) return nullptr;
+  // Rank 0 speaks for the job; the others report only what goes wrong.
+  if (launch.rank != 0 && spdlog::get_level() < spdlog::level::warn)
+    spdlog::set_level(spdlog::level::warn);
+  dist::GroupOptions go;
+  go.timeout = std::chrono::milliseconds(static_cast<int64_t>(run.dist.timeout * 1000));
+  go.cuda = run.device == train::DeviceKind::kCuda;
+  return dist::ProcessGroup::connect(launch, go);
 }
 
 model::MSAM load_inference_model(const std::string& checkpoint, const torch::Device& device,

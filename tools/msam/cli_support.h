@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "msam/data/cache.h"
+#include "msam/dist/process_group.h"
 #include "msam/eval/prediction_scoring.h"
 #include "msam/eval/split_evaluation.h"
 #include "msam/interaction/session.h"
@@ -38,8 +39,11 @@ model::MSAM load_inference_model(const std::string& checkpoint, const torch::Dev
 // The click options that msam eval and msam transfer share (--clicks, --protocol,
 // --multi-click, --threshold, --seed) into `options`; `protocol` receives --protocol's text.
 void add_click_options(CLI::App& app, eval::EvalOptions& options, std::string& protocol);
-// How the run's model runs: its device and its precision's autocast dtype.
+// How the run's model runs: its device (this rank's GPU) and its precision's autocast dtype.
 eval::RunSettings run_settings(const train::Config& run);
+// This process's rank in the job its launcher (torchrun, srun, msam train --nproc) started,
+// connected with the run's dist.timeout and its device's backend; null for a single process.
+std::shared_ptr<dist::ProcessGroup> join_process_group(const train::Config& run);
 // What evaluation needs of ITK: the original labels, writing masks, reading other tools'
 // masks. Empty without ITK.
 eval::SplitEvalHooks split_eval_hooks();

@@ -31,8 +31,10 @@ const std::vector<std::string>& split_entries(const train::RunData& data,
 
 eval::SplitScores evaluate_model(const Options& o, const train::Config& config,
                                  const std::vector<std::string>& entries,
-                                 const std::string& out_dir) {
+                                 const std::string& out_dir,
+                                 std::shared_ptr<dist::ProcessGroup> group) {
   auto options = eval::split_eval_options(run_settings(config), o.clicks, o.protocol);
+  options.group = std::move(group);
   options.out_dir = out_dir;
   options.original_grid = o.original_grid;
   options.save_masks = o.save_masks;
@@ -61,11 +63,22 @@ int run(const Options& o) {
                            ? (std::filesystem::path(config.output) / ("eval_" + o.split)).string()
                            : o.out;
   std::filesystem::create_directories(out_dir);
-  const log::FileLog file_log((std::filesystem::path(out_dir) / "eval.log").string(), false);
-  auto data = train::prepare_run_data(config, case_reader());
+  // Under a launcher the ranks share the cases; rank 0 writes the files and prints.
+  const auto group = join_process_group(config);
+  const bool main = !group || group->is_main();
+  std::unique_ptr<log::FileLog> file_log;
+  if (main)
+    file_log = std::make_unique<log::FileLog>(
+        (std::filesystem::path(out_dir) / "eval.log").string(), false);
+  auto data = train::prepare_run_data(config, case_reader(), group.get());
   const auto& entries = split_entries(data, o.split);
-  const auto scores = o.predictions.empty() ? evaluate_model(o, config, entries, out_dir)
-                                            : score_masks(o, entries, out_dir);
+  eval::SplitScores scores;
+  if (o.predictions.empty())
+    scores = evaluate_model(o, config, entries, out_dir, group);
+  else if (main)  // scoring masks is quick: rank 0 does it while the others wait
+    scores = score_masks(o, entries, out_dir);
+  if (group && !o.predictions.empty()) group->barrier("waiting for rank 0 to score the masks");
+  if (!main) return 0;
   std::printf("%s", eval::summary_text(scores).c_str());
   std::printf("results in %s (per_case.csv, summary.csv%s%s)\n", out_dir.c_str(),
               scores.columns.clicks > 0 ? ", dice_vs_clicks.svg" : "",

@@ -1,5 +1,6 @@
 // msam prepare --config run.yaml: preprocess every case of the run's datasets into the cache
-// and write (or check) the split file, so that training and evaluation need no ITK.
+// and write (or check) the split file, so that training and evaluation need no ITK. Under a
+// launcher (torchrun, srun) the ranks share the cases.
 // Reads raw scans: needs ITK.
 #ifdef MSAM_HAVE_ITK
 #include <cstdio>
@@ -18,7 +19,9 @@ struct Options {
 
 int run(const Options& o) {
   auto config = train::load_config(o.config, o.overrides);
-  auto data = train::prepare_run_data(config, case_reader());
+  const auto group = join_process_group(config);
+  auto data = train::prepare_run_data(config, case_reader(), group.get());
+  if (group && !group->is_main()) return 0;
   std::printf("cache %s: %zu train, %zu val, %zu test cases (split %s)\n",
               data.cache_dir.c_str(), data.train.size(), data.val.size(), data.test.size(),
               data.split_file.c_str());

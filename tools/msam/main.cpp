@@ -6,6 +6,7 @@
 #endif
 
 #include <algorithm>
+#include <cstdlib>
 #include <map>
 #include <string>
 
@@ -58,8 +59,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   msam::log::init(spdlog::level::from_str(log_level));
-  torch::set_num_threads(threads > 0 ? threads
-                                     : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  // Ranks sharing a machine share its cores (torchrun, srun and --nproc set LOCAL_WORLD_SIZE).
+  const char* local_ranks = std::getenv("LOCAL_WORLD_SIZE");
+  const int sharing = local_ranks ? std::max(1, std::atoi(local_ranks)) : 1;
+  torch::set_num_threads(
+      threads > 0 ? threads
+                  : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / sharing));
   try {
     for (auto& [sub, action] : actions)
       if (sub->parsed()) return action();

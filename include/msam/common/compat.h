@@ -7,9 +7,23 @@
 
 #include "msam/common/cpu_gemm.h"
 
+namespace c10d {
+class ProcessGroup;
+class Backend;
+}  // namespace c10d
+
 namespace msam::compat {
 
 constexpr bool kTorch2 = TORCH_VERSION_MAJOR >= 2;
+
+// The class a c10d backend (ProcessGroupGloo, ProcessGroupNCCL) derives from and that holds its
+// collectives: the process group itself in 1.13; 2.0 made the process group a front for
+// `Backend` objects, which keep the same allreduce/broadcast/barrier signatures.
+#if TORCH_VERSION_MAJOR >= 2
+using CollectiveBackend = c10d::Backend;
+#else
+using CollectiveBackend = c10d::ProcessGroup;
+#endif
 
 // softmax(q·kᵀ·scale + bias)·v with an optional additive float bias broadcastable to the
 // logits. 2.x dispatches to fused SDPA kernels (the additive bias selects the memory-efficient

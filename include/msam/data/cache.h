@@ -83,10 +83,17 @@ struct PrepareReport {
 // preprocessed and written. A case that fails (bad file, mismatch, ...) or is skipped (small
 // lesion) is recorded with its reason and the rest continue. `on_case` is told about every
 // outcome as it happens (for logging). The report is also written to
-// <cache_dir>/prepare_report.json, so no skip is ever silent.
+// <cache_dir>/prepare_report.json (unless `write_report` is false: ranks that each prepare a
+// share of the cases merge their reports and one writes it), so no skip is ever silent.
 PrepareReport prepare_cache(const std::vector<CaseSource>& cases, const PreprocessSettings& settings,
                             const std::string& cache_dir, const CaseReader& reader,
-                            const std::function<void(const CaseOutcome&)>& on_case = {});
+                            const std::function<void(const CaseOutcome&)>& on_case = {},
+                            bool write_report = true);
+
+// <cache_dir>/prepare_report.json, and the report back from its JSON text.
+void write_prepare_report(const std::string& cache_dir, const PrepareReport& report);
+std::string to_json_text(const PrepareReport& report);
+PrepareReport prepare_report_from_json(const std::string& text);
 
 // Entries of `case_ids` present in `cache_dir`; ids without an entry (skipped or failed at
 // prepare time) are appended to `missing` when given.

@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace msam::data {
@@ -42,14 +43,27 @@ struct LoaderOptions {
   AugmentOptions augment;
   bool drop_last = false;
   uint64_t seed = 0;
+  // Data parallelism: this loader yields rank `rank`'s share of every batch of `batch_size`
+  // (now the global batch): its contiguous 1/`world` of the batch's positions, so that the
+  // ranks together see exactly the samples, order and augmentations of one process.
+  int rank = 0;
+  int world = 1;
 };
 
 struct Batch {
-  at::Tensor image;  // float32 B×1×X×Y×Z
-  at::Tensor label;  // uint8 {0, 1} B×1×X×Y×Z
+  at::Tensor image;  // float32 B×1×X×Y×Z; undefined when this rank's share is empty
+  at::Tensor label;  // uint8 {0, 1} B×1×X×Y×Z; likewise
   std::vector<std::string> entries;  // cache files of the samples, in batch order
   int64_t index = 0;                 // position within the epoch
+  // The whole batch over all ranks, and where this share starts in it (0 and B in one
+  // process): simulated clicks draw for the whole batch and keep this share's draws.
+  int64_t global_size = 0;
+  int64_t offset = 0;
+  int64_t size() const { return static_cast<int64_t>(entries.size()); }
 };
+
+// Positions [first, last) of rank `rank`'s share of the global positions [begin, end).
+std::pair<size_t, size_t> rank_share(size_t begin, size_t end, int rank, int world);
 
 // Entry positions in the order of `epoch`: a seeded Fisher–Yates when shuffling.
 std::vector<size_t> epoch_order(size_t n, uint64_t seed, int64_t epoch, bool shuffle);
@@ -62,7 +76,8 @@ std::array<bool, 3> sample_flips(uint64_t seed, int64_t epoch, size_t position);
 Augmentation sample_augmentation(const AugmentOptions& options, uint64_t seed, int64_t epoch,
                                  size_t position);
 
-// Reads the given cache entries, augments each and stacks them into one batch (no threads).
+// Reads the given cache entries, augments each and stacks them into one batch (no threads);
+// no entries give a batch with undefined tensors.
 Batch load_batch(const std::vector<std::string>& entries,
                  const std::vector<Augmentation>& augmentations);
 

@@ -1,6 +1,7 @@
 // One case's scores on a split, whichever made its mask: the model's click loop
 // (evaluate_case) or another tool (score_prediction).
 #pragma once
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -36,5 +37,10 @@ struct CaseScores {
   std::optional<CaseMetrics> original;  // on the original scan grid
   double seconds = 0;
 };
+
+// Lossless JSON form (every double bit for bit, NaN and ±Inf included), so that ranks that
+// scored different cases hand them to rank 0 unchanged.
+nlohmann::json to_json(const CaseScores& scores);
+CaseScores case_scores_from_json(const nlohmann::json& j);
 
 }  // namespace msam::eval

@@ -33,8 +33,8 @@ constexpr Scope kOriginalScope{"original", "orig_"};  // the scan's grid, after 
 // click k); nullptr for other columns (case, seconds, status, message).
 const MetricInfo* metric_of_column(const std::string& column);
 
-// Whether a larger value of this column is better; throws msam::Error for a column that is
-// not a metric.
+// Whether a larger value of this column is better (a metric's, or `seconds`: lower); throws
+// msam::Error for any other column.
 bool higher_is_better(const std::string& column);
 
 // The quality lost going from `before` to `after`: positive when `after` is worse.

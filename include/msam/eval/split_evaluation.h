@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "msam/data/synth.h"
+#include "msam/dist/process_group.h"
 #include "msam/eval/evaluator.h"
 #include "msam/eval/split_report.h"
 #include "msam/model/msam.h"
@@ -21,6 +22,7 @@ namespace msam::eval {
 struct RunSettings {
   bool cuda = false;
   at::ScalarType amp_dtype = at::kFloat;
+  int cuda_index = 0;  // the GPU of this rank (its local rank)
 };
 
 struct SplitEvalOptions {
@@ -31,6 +33,9 @@ struct SplitEvalOptions {
   int overlays = 3;           // overlays/<case>.png for the first N cases
   torch::Device device{torch::kCPU};
   std::string model_name;     // summary.json's settings.checkpoint
+  // Data parallelism: this rank evaluates every size()-th case from its rank on, the scores
+  // are gathered, and rank 0 writes the report (null = one process does everything).
+  std::shared_ptr<dist::ProcessGroup> group;
 };
 
 // The evaluation of a run: the clicks as given (`clicks`: the command line's values, the
@@ -46,7 +51,8 @@ struct SplitEvalHooks {
 };
 
 // Evaluates every entry with `model` (already on options.device) and writes the report
-// into options.out_dir. Throws msam::Error for an empty split or save_masks without a
+// into options.out_dir. With options.group every rank returns every case's scores; the files
+// are the one-process run's (seconds aside). Throws msam::Error for an empty split or save_masks without a
 // mask writer.
 SplitScores evaluate_split(model::MSAM& model, const std::vector<std::string>& entries,
                            const SplitEvalOptions& options, const SplitEvalHooks& hooks);

@@ -17,6 +17,15 @@ struct ErrorRegions {
 ErrorRegions error_regions(const torch::Tensor& prev_logits, const torch::Tensor& target,
                            double threshold = kReferenceClickThreshold);
 
+// The samples of a batch that one rank of a data-parallel job holds: `offset` into a global
+// batch of `global` samples (0 = this is the whole batch). Every random draw is made for the
+// whole batch and this share's part kept, so the ranks together place exactly one process's
+// clicks and their generators stay in step.
+struct BatchShare {
+  int64_t offset = 0;
+  int64_t global = 0;
+};
+
 // The next click for every sample. `prev_logits` and `target` are B×1×D×H×W (target > 0 is
 // foreground); iteration 1 passes all-zero logits, so the error region is the foreground.
 //   random   : uniform over FN ∪ FP (reference `get_next_click3D_torch_2`)
@@ -28,7 +37,7 @@ ErrorRegions error_regions(const torch::Tensor& prev_logits, const torch::Tensor
 // target and an empty prediction give a uniform voxel with label 0.
 Clicks sample_clicks(const torch::Tensor& prev_logits, const torch::Tensor& target,
                      ClickProtocol protocol, torch::Generator& generator,
-                     double threshold = kReferenceClickThreshold);
+                     double threshold = kReferenceClickThreshold, BatchShare share = {});
 
 // multi_click mode: the clicks so far with `newest` appended along N. An empty `history`
 // (undefined tensors) gives `newest`.

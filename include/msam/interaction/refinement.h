@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "msam/interaction/click.h"
+#include "msam/interaction/click_sampler.h"
 #include "msam/model/msam.h"
 
 namespace msam::interaction {
@@ -25,9 +26,10 @@ struct RefinementOptions {
 using ClickSource = std::function<Clicks(int64_t index, const torch::Tensor& prev_logits)>;
 
 // A simulated annotator: each click from the errors of `prev_logits > options.threshold`
-// against `target` (B×1×S³, > 0 = foreground) by `options.protocol`, drawn from `generator`.
+// against `target` (B×1×S³, > 0 = foreground) by `options.protocol`, drawn from `generator`;
+// `share`: the samples are one rank's part of a larger batch (see BatchShare).
 ClickSource simulated_clicks(const torch::Tensor& target, const RefinementOptions& options,
-                             torch::Generator& generator);
+                             torch::Generator& generator, BatchShare share = {});
 // Given clicks, one per iteration (each B×1×3, B×1): a script, or a person's clicks.
 ClickSource given_clicks(std::vector<Clicks> clicks);
 

@@ -141,6 +141,13 @@ struct ScheduleConfig {  // MultiStepLR, stepped once per epoch
   int64_t warmup_epochs = 0;
 };
 
+// Data-parallel training (README "Training on several GPUs or nodes"): how long a rank waits
+// for the others, and the size of the gradient buckets all-reduced together.
+struct DistConfig {
+  double timeout = 600;  // seconds: a rank that died or hangs fails the others after this
+  double bucket_mb = 25;  // MiB of flattened gradients per all-reduce (DDP's default)
+};
+
 struct Config {
   DataConfig data;
   ModelConfig model;
@@ -148,6 +155,7 @@ struct Config {
   LossConfig loss;
   OptimConfig optim;
   ScheduleConfig schedule;
+  DistConfig dist;
   Precision precision = Precision::kFp32;
   DeviceKind device = DeviceKind::kCpu;
   int64_t batch_size = 2;

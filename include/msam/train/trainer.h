@@ -9,6 +9,8 @@
 #include "msam/common/log.h"
 #include "msam/data/cache.h"
 #include "msam/data/split.h"
+#include "msam/dist/gradient_reducer.h"
+#include "msam/dist/process_group.h"
 #include "msam/interaction/refinement.h"
 #include "msam/model/msam.h"
 #include "msam/train/config.h"
@@ -34,10 +36,13 @@ struct RunData {
 // Discovers the configured datasets, brings the preprocessed cache up to date (with
 // `reader`, the ITK case reader; without one the cache must already be complete), and loads
 // or creates the split over the cases that were prepared. Skipped and failed cases are
-// logged as warnings with their reasons.
-RunData prepare_run_data(const Config& config, const data::CaseReader& reader);
+// logged as warnings with their reasons. With a `group`, each rank prepares its share of the
+// cases (every rank-th), rank 0 writes the split and every rank returns the same RunData.
+RunData prepare_run_data(const Config& config, const data::CaseReader& reader,
+                         dist::ProcessGroup* group = nullptr);
 
-torch::Device device_of(const Config& config);
+// The run's device; for CUDA the GPU of this local rank.
+torch::Device device_of(const Config& config, int local_rank = 0);
 
 // Training and validation Dice (train_msam.py `get_dice_score`): prediction = logits >
 // `threshold`, per-sample Dice averaged over the batch; samples with both masks empty are left
@@ -45,6 +50,10 @@ torch::Device device_of(const Config& config);
 // evaluation scores; the reference's 0.5 on logits (not probabilities) is a slip kept for
 // comparable numbers.
 double mask_dice(const torch::Tensor& logits, const torch::Tensor& target, double threshold);
+// (Σ per-sample Dice, samples counted) as a float64 tensor of 2 on the logits' device: what
+// ranks holding parts of one batch add up to that batch's Dice.
+torch::Tensor mask_dice_parts(const torch::Tensor& logits, const torch::Tensor& target,
+                              double threshold);
 // The same as a scalar tensor on the logits' device (NaN when every sample is empty on both
 // sides), so that a training step need not wait for it.
 torch::Tensor mask_dice_tensor(const torch::Tensor& logits, const torch::Tensor& target,
@@ -81,6 +90,7 @@ struct StepOutput {
   torch::Tensor loss;  // scalar, on the model's device
   torch::Tensor iteration_losses;  // the summands of `loss`: every iteration's, or the last's
   torch::Tensor dice;  // reference Dice after the last iteration, scalar (may be NaN)
+  torch::Tensor dice_parts;  // its mask_dice_parts
   bool stepped = true; // false: fp16 overflow, the optimiser step was skipped
 };
 
@@ -90,11 +100,15 @@ StepSettings step_settings(const Config& config);
 // One training step as the reference: image encoder once, the refinement loop with clicks from
 // `clicks` (the trainer's: simulated from `target`) and the loss of every iteration (or the
 // last), backward through the whole loop, optimiser step through the grad scaler. No host
-// synchronisation except the scaler's overflow check (fp16 only).
+// synchronisation except the scaler's overflow check (fp16 only). `sync_gradients`, when
+// given, runs between backward and the step (data parallelism: the gradient all-reduce, so
+// that clipping and the fp16 overflow check see the global gradient on every rank). An
+// undefined `image` (a rank whose share of the batch is empty) skips forward and backward.
 StepOutput training_step(model::MSAM& model, const torch::Tensor& image,
                          const torch::Tensor& target, const StepSettings& settings,
                          const interaction::ClickSource& clicks,
-                         torch::optim::Optimizer& optimizer, GradScaler& scaler);
+                         torch::optim::Optimizer& optimizer, GradScaler& scaler,
+                         const std::function<void()>& sync_gradients = {});
 
 struct EpochRecord {
   int64_t epoch = 0;  // 1-based
@@ -109,6 +123,9 @@ struct TrainerOptions {
   bool resume = false;
   data::CaseReader reader;  // ITK reader for raw cases; may be empty when the cache is ready
   int64_t max_steps_per_epoch = 0;  // > 0: shorter epochs (tests)
+  // Data parallelism: this process is one rank of the group (null = one process). The global
+  // batch is split across the ranks; rank 0 alone writes checkpoints, logs and reports.
+  std::shared_ptr<dist::ProcessGroup> group;
 };
 
 class Trainer {
@@ -119,14 +136,23 @@ class Trainer {
 
   model::MSAM& model() { return model_; }
   const RunData& data() const { return data_; }
+  // All-reduce time and volume so far (data parallelism; null in one process).
+  const dist::GradientReducer* reducer() const { return reducer_.get(); }
   std::string latest_checkpoint() const;
   std::string best_checkpoint() const;
 
  private:
+  // Trains, validates, checkpoints and reports one epoch.
+  void run_epoch(int64_t epoch);
   EpochRecord train_epoch(int64_t epoch);
   std::pair<double, double> validate(int64_t epoch);  // (loss, dice)
   void save(const std::string& path, int64_t epochs_done);
   void write_reports() const;
+  bool is_main() const { return !options_.group || options_.group->is_main(); }
+  int rank() const { return options_.group ? options_.group->rank() : 0; }
+  int world() const { return options_.group ? options_.group->size() : 1; }
+  // Sums `values` over the ranks (a no-op in one process).
+  void sum_over_ranks(torch::Tensor& values, const std::string& what);
 
   Config config_;
   std::string source_;
@@ -138,6 +164,7 @@ class Trainer {
   std::unique_ptr<torch::optim::AdamW> optimizer_;
   std::unique_ptr<MultiStepLR> scheduler_;
   std::unique_ptr<GradScaler> scaler_;
+  std::unique_ptr<dist::GradientReducer> reducer_;
   int64_t start_epoch_ = 0, global_step_ = 0;
   double best_val_dice_ = -1.0;
   std::vector<EpochRecord> history_;
