@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "msam/common/error.h"
+#include "msam/common/shape.h"
 
 namespace msam::data {
 namespace {
@@ -32,10 +33,6 @@ Index3 shape3(const at::Tensor& data) {
   return {data.size(d - 3), data.size(d - 2), data.size(d - 1)};
 }
 
-std::string shape_str(const Index3& s) {
-  return "(" + std::to_string(s[0]) + ", " + std::to_string(s[1]) + ", " +
-         std::to_string(s[2]) + ")";
-}
 
 double determinant(const Mat3& m) {
   return m[0] * (m[4] * m[8] - m[5] * m[7]) - m[1] * (m[3] * m[8] - m[5] * m[6]) +

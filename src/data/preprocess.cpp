@@ -7,17 +7,11 @@
 #include <set>
 #include <sstream>
 
+#include "msam/common/shape.h"
+
 namespace msam::data {
 
 namespace {
-
-std::string shape_str(at::IntArrayRef s) {
-  std::ostringstream o;
-  o << "(";
-  for (size_t i = 0; i < s.size(); ++i) o << (i ? ", " : "") << s[i];
-  o << ")";
-  return o.str();
-}
 
 template <size_t N>
 std::string array_str(const std::array<double, N>& a) {

@@ -6,7 +6,7 @@
 #include "msam/common/log.h"
 #include "msam/common/shape.h"
 #include "msam/data/preprocess.h"
-#include "msam/eval/report.h"
+#include "msam/io/csv.h"
 
 namespace fs = std::filesystem;
 
@@ -117,8 +117,8 @@ SplitScores score_predictions(const std::vector<std::string>& entries,
                            "] " + s.case_id + "  ";
     if (s.status == CaseStatus::kScored) {
       if (overlays++ < o.overlays) write_case_overlay(o.out_dir, c, crop, {});
-      spdlog::info(at + "Dice " + format_number(s.crop.dice) +
-                   (s.original ? "  original Dice " + format_number(s.original->dice) : ""));
+      spdlog::info(at + "Dice " + io::format_number(s.crop.dice) +
+                   (s.original ? "  original Dice " + io::format_number(s.original->dice) : ""));
     } else {
       spdlog::warn(at + "not scored (" + name(s.status) + "): " + s.message);
     }

@@ -8,7 +8,9 @@
 #include <map>
 
 #include "msam/eval/metric_table.h"
-#include "msam/eval/report.h"
+#include "msam/eval/overlay.h"
+#include "msam/io/csv.h"
+#include "msam/io/svg_chart.h"
 #include "msam/io/safetensors.h"
 
 namespace fs = std::filesystem;
@@ -56,7 +58,7 @@ std::vector<double> dice_after_click(const std::vector<const CaseScores*>& cases
 std::vector<std::string> metric_cells(const std::optional<CaseMetrics>& m) {
   std::vector<std::string> out;
   for (const auto& info : metric_table())
-    out.push_back(format_number(m ? (*m).*info.value : NAN));
+    out.push_back(io::format_number(m ? (*m).*info.value : NAN));
   return out;
 }
 
@@ -71,17 +73,17 @@ void write_per_case(const std::string& path, const SplitScores& s) {
     header.push_back("status");
     header.push_back("message");
   }
-  CsvWriter csv(path, header);
+  io::CsvWriter csv(path, header);
   for (const auto& c : s.cases) {
     const bool ok = c.status == CaseStatus::kScored;
     std::vector<std::string> row{c.case_id};
     for (int64_t k = 0; k < cols.clicks; ++k)
-      row.push_back(format_number(ok ? c.dice_per_click.at(k) : NAN));
+      row.push_back(io::format_number(ok ? c.dice_per_click.at(k) : NAN));
     for (const auto& cell : metric_cells(ok ? std::optional<CaseMetrics>(c.crop) : std::nullopt))
       row.push_back(cell);
     if (cols.original)
       for (const auto& cell : metric_cells(ok ? c.original : std::nullopt)) row.push_back(cell);
-    if (cols.seconds) row.push_back(format_number(c.seconds));
+    if (cols.seconds) row.push_back(io::format_number(c.seconds));
     if (cols.status) {
       row.push_back(name(c.status));
       row.push_back(c.message);
@@ -107,13 +109,13 @@ void write_split_report(const std::string& out_dir, const SplitScores& s,
 
   const auto cases = scored(s);
   const int64_t unscored = static_cast<int64_t>(s.cases.size() - cases.size());
-  CsvWriter sum((out / "summary.csv").string(),
+  io::CsvWriter sum((out / "summary.csv").string(),
                 {"metric", "scope", "mean", "std", "median", "n_cases", "n_finite", "n_nan",
                  "n_inf", "n_unscored"});
   nlohmann::json js = nlohmann::json::object();
   auto add = [&](const std::string& metric, const std::string& scope, const MetricSummary& m) {
-    sum.add_row({metric, scope, format_number(m.mean), format_number(m.std),
-                 format_number(m.median), std::to_string(m.n_cases), std::to_string(m.n_finite),
+    sum.add_row({metric, scope, io::format_number(m.mean), io::format_number(m.std),
+                 io::format_number(m.median), std::to_string(m.n_cases), std::to_string(m.n_finite),
                  std::to_string(m.n_nan), std::to_string(m.n_pos_inf + m.n_neg_inf),
                  std::to_string(unscored)});
   };
@@ -122,7 +124,7 @@ void write_split_report(const std::string& out_dir, const SplitScores& s,
       add(metric, scope.name, m);
       js[scope.name][metric] = summary_json(m, unscored);
     }
-  Series mean{"mean Dice (± std over cases)", {}, {}, {}};
+  io::Series mean{"mean Dice (± std over cases)", {}, {}, {}};
   for (int64_t k = 0; k < s.columns.clicks; ++k) {
     const auto m = summarize(dice_after_click(cases, k));
     add("dice_click" + std::to_string(k + 1), kCropScope.name, m);
@@ -140,14 +142,14 @@ void write_split_report(const std::string& out_dir, const SplitScores& s,
   js["settings"] = settings;
   io::write_file_atomically((out / "summary.json").string(), js.dump(2));
   if (s.columns.clicks > 0) {
-    ChartSpec chart;
+    io::ChartSpec chart;
     chart.title = "Dice vs clicks";
     chart.x_label = "clicks";
     chart.y_label = "Dice";
     chart.y_min = 0.0;
     chart.y_max = 1.0;
     chart.series = {mean};
-    write_line_chart_svg((out / "dice_vs_clicks.svg").string(), chart);
+    io::write_line_chart_svg((out / "dice_vs_clicks.svg").string(), chart);
   }
 }
 

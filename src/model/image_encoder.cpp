@@ -12,24 +12,6 @@
 
 namespace msam::model {
 
-void ImageEncoderConfig::validate() const {
-  auto fail = [](const std::string& what) { throw Error("image encoder config: " + what); };
-  if (img_size <= 0 || patch_size <= 0 || img_size % patch_size != 0)
-    fail("img_size " + std::to_string(img_size) + " is not a positive multiple of patch_size " +
-         std::to_string(patch_size));
-  if (in_chans <= 0 || out_chans <= 0 || depth <= 0) fail("in_chans, out_chans and depth must be > 0");
-  if (num_heads <= 0 || embed_dim <= 0 || embed_dim % num_heads != 0)
-    fail("embed_dim " + std::to_string(embed_dim) + " is not divisible by num_heads " +
-         std::to_string(num_heads));
-  if (mlp_ratio <= 0) fail("mlp_ratio must be > 0");
-  if (window_size < 0) fail("window_size must be >= 0");
-  if (lora_rank < 0) fail("lora_rank must be >= 0");
-  for (auto i : global_attn_indexes)
-    if (i < 0 || i >= depth)
-      fail("global_attn_indexes entry " + std::to_string(i) + " is outside [0, depth=" +
-           std::to_string(depth) + ")");
-}
-
 // ---- attention --------------------------------------------------------------------------
 
 Attention3DImpl::Attention3DImpl(int64_t dim, int64_t heads, bool qkv_bias, bool use_rel_pos,

@@ -166,51 +166,17 @@ void validate(const Config& c, const std::string& source) {
   non_negative(c.data.workers, "data.workers");
   non_negative(c.data.prefetch, "data.prefetch");
 
-  // model
-  const auto& e = c.model.encoder;
-  positive(e.embed_dim, "model.encoder.embed_dim");
-  positive(e.depth, "model.encoder.depth");
-  positive(e.num_heads, "model.encoder.num_heads");
-  check.require(e.embed_dim % e.num_heads == 0, "model.encoder.embed_dim",
-                std::to_string(e.embed_dim) + " is not divisible by model.encoder.num_heads (" +
-                    std::to_string(e.num_heads) + ")");
-  for (size_t i = 0; i < e.global_attn_indexes.size(); ++i) {
-    const int64_t b = e.global_attn_indexes[i];
-    check.require(b >= 0 && b < e.depth, "model.encoder.global_attn_indexes",
-                  "block " + std::to_string(b) + " is outside 0.." + std::to_string(e.depth - 1));
-    check.require(i == 0 || b > e.global_attn_indexes[i - 1], "model.encoder.global_attn_indexes",
-                  "must be strictly increasing");
+  // model: the architecture checks itself, naming the same keys
+  try {
+    c.model.architecture.validate();
+  } catch (const Error& e) {
+    throw file_error(source, e.what());
   }
-  positive(e.window, "model.encoder.window");
-  positive(e.patch, "model.encoder.patch");
-  positive(e.img, "model.encoder.img");
-  check.require(e.img % e.patch == 0, "model.encoder.img",
-                std::to_string(e.img) + " is not divisible by model.encoder.patch (" +
-                    std::to_string(e.patch) + ")");
-  check.require(c.data.roi == e.img, "data.roi",
+  const int64_t img = c.model.architecture.encoder.img_size;
+  check.require(c.data.roi == img, "data.roi",
                 "the crop size (" + std::to_string(c.data.roi) +
                     ") must equal the model input size model.encoder.img (" +
-                    std::to_string(e.img) + ")");
-  const int64_t w = c.model.prompt_width;
-  positive(w, "model.prompt_width");
-  // The prompt encoder's Fourier features give 3 x (w / 3) channels; the decoder upscales
-  // to w/4 then w/8 channels.
-  check.require(w % 3 == 0, "model.prompt_width",
-                std::to_string(w) + " is not divisible by 3 (sin/cos/sin Fourier features)");
-  check.require(w % 8 == 0, "model.prompt_width",
-                std::to_string(w) + " is not divisible by 8 (decoder upscaling to width/8)");
-  non_negative(c.model.lora_rank, "model.lora_rank");
-  positive(c.model.adapter.heads, "model.adapter.heads");
-  positive(c.model.adapter.blocks, "model.adapter.blocks");
-  check.require(w % c.model.adapter.heads == 0, "model.adapter.heads",
-                "model.prompt_width (" + std::to_string(w) + ") is not divisible by " +
-                    std::to_string(c.model.adapter.heads));
-  positive(c.model.decoder.heads, "model.decoder.heads");
-  positive(c.model.decoder.mlp, "model.decoder.mlp");
-  // Cross-attention runs at half width (attention downsample 2).
-  check.require((w / 2) % c.model.decoder.heads == 0, "model.decoder.heads",
-                "model.prompt_width / 2 (" + std::to_string(w / 2) + ") is not divisible by " +
-                    std::to_string(c.model.decoder.heads));
+                    std::to_string(img) + ")");
   if (!c.model.checkpoint.empty()) {
     const auto& p = c.model.checkpoint;
     auto ends = [&](const std::string& s) {
@@ -534,29 +500,9 @@ void visit(V& v, Config& c) {
     s("prefetch", d.prefetch);
   });
   v.section("model", [&](V& s) {
-    auto& m = c.model;
-    s.section("encoder", [&](V& e) {
-      e("embed_dim", m.encoder.embed_dim);
-      e("depth", m.encoder.depth);
-      e("num_heads", m.encoder.num_heads);
-      e("global_attn_indexes", m.encoder.global_attn_indexes);
-      e("window", m.encoder.window);
-      e("patch", m.encoder.patch);
-      e("img", m.encoder.img);
-    });
-    s("prompt_width", m.prompt_width);
-    s("lora_rank", m.lora_rank);
-    s.section("adapter", [&](V& a) {
-      a("heads", m.adapter.heads);
-      a("blocks", m.adapter.blocks);
-    });
-    s.section("decoder", [&](V& dec) {
-      dec("heads", m.decoder.heads);
-      dec("mlp", m.decoder.mlp);
-    });
-    s("checkpoint", m.checkpoint);
-    s("freeze", m.freeze);
-    s("dense_pe_axes", m.dense_pe_axes);
+    model::visit(s, c.model.architecture);
+    s("checkpoint", c.model.checkpoint);
+    s("freeze", c.model.freeze);
   });
   v.section("loop", [&](V& s) {
     s("iterations", c.loop.iterations);

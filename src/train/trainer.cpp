@@ -13,7 +13,8 @@
 #include "msam/common/error.h"
 #include "msam/common/log.h"
 #include "msam/data/loader.h"
-#include "msam/eval/report.h"
+#include "msam/io/csv.h"
+#include "msam/io/svg_chart.h"
 #include "msam/io/safetensors.h"
 #include "msam/train/checkpoint.h"
 #include "msam/train/grad_scaler.h"
@@ -23,280 +24,6 @@
 namespace fs = std::filesystem;
 
 namespace msam::train {
-
-model::MSAMConfig model_config(const Config& config) {
-  model::MSAMConfig m;
-  const auto& e = config.model.encoder;
-  m.encoder.img_size = e.img;
-  m.encoder.patch_size = e.patch;
-  m.encoder.embed_dim = e.embed_dim;
-  m.encoder.depth = e.depth;
-  m.encoder.num_heads = e.num_heads;
-  m.encoder.window_size = e.window;
-  m.encoder.global_attn_indexes = e.global_attn_indexes;
-  m.encoder.out_chans = config.model.prompt_width;
-  m.encoder.lora_rank = config.model.lora_rank;
-  m.adapter_heads = config.model.adapter.heads;
-  m.adapter_blocks = config.model.adapter.blocks;
-  m.decoder_heads = config.model.decoder.heads;
-  m.decoder_mlp_dim = config.model.decoder.mlp;
-  m.dense_pe_axes = config.model.dense_pe_axes;
-  return m;
-}
-
-torch::Device device_of(const Config& config, int local_rank) {
-  if (config.device == DeviceKind::kCuda) {
-    if (!torch::cuda::is_available())
-      throw Error("device: cuda was requested but no CUDA device is available");
-    if (local_rank >= static_cast<int>(torch::cuda::device_count()))
-      throw Error("device: local rank " + std::to_string(local_rank) + " needs cuda:" +
-                  std::to_string(local_rank) + " but this machine has " +
-                  std::to_string(torch::cuda::device_count()) + " GPU(s)");
-    return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(local_rank));
-  }
-  return torch::Device(torch::kCPU);
-}
-
-data::PreprocessSettings preprocess_settings(const Config& config) {
-  data::PreprocessSettings settings;
-  if (config.data.spacing) settings.target_spacing = *config.data.spacing;
-  settings.patch_size = {config.data.roi, config.data.roi, config.data.roi};
-  settings.min_label_voxels = config.data.min_label_voxels;
-  settings.on_geometry_mismatch = config.data.copy_image_geometry
-                                      ? data::GeometryMismatch::CopyImageGeometry
-                                      : data::GeometryMismatch::Error;
-  return settings;
-}
-
-RunData prepare_run_data(const Config& config, const data::CaseReader& reader,
-                         dist::ProcessGroup* group) {
-  std::vector<data::DatasetSpec> specs;
-  for (const auto& d : config.data.datasets) {
-    data::DatasetSpec s;
-    s.name = d.name;
-    s.root = d.root.empty() && !d.dataset_json.empty()
-                 ? fs::path(d.dataset_json).parent_path().string()
-                 : d.root;
-    s.pairs = d.pairs;
-    for (auto t : d.target_labels) s.targets.push_back(static_cast<int>(t));
-    s.modality = d.modality == Modality::kCT ? data::Modality::CT : data::Modality::MR;
-    specs.push_back(std::move(s));
-  }
-  const auto cases = data::discover_cases(specs);
-  RunData out;
-  out.cache_dir = config.data.cache_dir.empty() ? (fs::path(config.output) / "cache").string()
-                                                : config.data.cache_dir;
-  const auto settings = preprocess_settings(config);
-  const bool main = !group || group->is_main();
-  if (reader) {
-    std::vector<data::CaseSource> mine;
-    for (size_t i = 0; i < cases.size(); ++i)
-      if (!group || static_cast<int>(i % static_cast<size_t>(group->size())) == group->rank())
-        mine.push_back(cases[i]);
-    auto report = data::prepare_cache(
-        mine, settings, out.cache_dir, reader,
-        [&](const data::CaseOutcome& c) {
-          if (c.status == data::CaseOutcome::Status::Skipped ||
-              c.status == data::CaseOutcome::Status::Failed)
-            spdlog::warn(data::status_name(c.status) + " " + c.case_id + ": " + c.message);
-        },
-        /*write_report=*/!group);
-    if (group) {
-      // One report of every case, in the datasets' order, written by rank 0.
-      std::map<std::string, data::CaseOutcome> by_id;
-      for (const auto& text : group->all_gather(data::to_json_text(report),
-                                                "gathering the data preparation reports")) {
-        const auto part = data::prepare_report_from_json(text);
-        for (const auto& c : part.cases) by_id[c.case_id] = c;
-      }
-      report.cases.clear();
-      for (const auto& c : cases) report.cases.push_back(by_id.at(c.id));
-      if (main) data::write_prepare_report(out.cache_dir, report);
-    }
-    spdlog::info("data: " + report.summary() + " (cache " + out.cache_dir + ")");
-  }
-  if (group) group->barrier("waiting for every rank's data preparation");
-  std::vector<std::string> ids;
-  for (const auto& c : cases) ids.push_back(c.id);
-  std::vector<std::string> missing;
-  auto present = data::cached_entries(out.cache_dir, ids, &missing);
-  std::vector<std::string> usable;
-  for (const auto& c : cases)
-    if (std::find(missing.begin(), missing.end(), c.id) == missing.end()) usable.push_back(c.id);
-  if (!missing.empty() && !reader && main)
-    spdlog::warn("data: " + std::to_string(missing.size()) +
-                 " case(s) have no cache entry and are left out (run `msam prepare` to see why)");
-  if (usable.size() < 3)
-    throw Error("data: only " + std::to_string(usable.size()) +
-                " usable case(s) after preprocessing; a train/val/test split needs at least 3");
-  out.split_file = config.data.split.file.empty()
-                       ? (fs::path(config.output) / "split.json").string()
-                       : config.data.split.file;
-  fs::create_directories(fs::path(out.split_file).parent_path());
-  // Rank 0 writes a new split; the others read it.
-  auto split = [&] {
-    out.split = data::load_or_create_split(out.split_file, usable,
-                                           static_cast<uint64_t>(config.data.split.seed),
-                                           config.data.split.ratios);
-  };
-  if (main) split();
-  if (group) group->barrier("waiting for rank 0's split");
-  if (!main) split();
-  auto paths = [&](const std::vector<std::string>& v) {
-    std::vector<std::string> p;
-    for (const auto& id : v) p.push_back(data::cache_entry_path(out.cache_dir, id));
-    return p;
-  };
-  out.train = paths(out.split.train);
-  out.val = paths(out.split.val);
-  out.test = paths(out.split.test);
-  spdlog::info("data: split " + std::to_string(out.train.size()) + " train / " +
-               std::to_string(out.val.size()) + " val / " + std::to_string(out.test.size()) +
-               " test (" + out.split_file + ")");
-  return out;
-}
-
-torch::Tensor mask_dice_parts(const torch::Tensor& logits, const torch::Tensor& target,
-                              double threshold) {
-  auto pred = (logits.detach() > threshold).flatten(1);
-  auto gt = (target > 0).flatten(1);
-  auto inter = (pred & gt).sum(1).to(torch::kDouble);
-  auto sum = (pred.sum(1) + gt.sum(1)).to(torch::kDouble);
-  auto valid = sum > 0;
-  auto dice = torch::where(valid, 2 * inter / sum.clamp_min(1), torch::zeros_like(sum));
-  return torch::stack({dice.sum(), valid.sum().to(torch::kDouble)});
-}
-
-torch::Tensor mask_dice_tensor(const torch::Tensor& logits, const torch::Tensor& target,
-                               double threshold) {
-  const auto parts = mask_dice_parts(logits, target, threshold);
-  // 0/0 = NaN when no sample counts, as the reference's empty mean.
-  return parts[0] / parts[1];
-}
-
-double mask_dice(const torch::Tensor& logits, const torch::Tensor& target, double threshold) {
-  return mask_dice_tensor(logits, target, threshold).item<double>();
-}
-
-torch::Tensor iteration_loss(const torch::Tensor& logits, const torch::Tensor& target,
-                             LossKind kind) {
-  auto l = logits.scalar_type() == torch::kDouble ? logits : logits.to(torch::kFloat);
-  return kind == LossKind::kDice ? dice_ce_loss_monai12(l, target) : dice_bce_loss(l, target);
-}
-
-void clip_grad_norm(torch::optim::Optimizer& optimizer, double max_norm) {
-  std::vector<torch::Tensor> grads, norms;
-  for (auto& group : optimizer.param_groups())
-    for (auto& p : group.params())
-      if (p.grad().defined()) {
-        grads.push_back(p.grad());
-        norms.push_back(p.grad().detach().norm(2).to(torch::kFloat));
-      }
-  if (grads.empty()) return;
-  const auto coef = (max_norm / (torch::stack(norms).norm(2) + 1e-6)).clamp_max(1.0);
-  for (auto& g : grads) g.mul_(coef.to(g.scalar_type()));
-}
-
-void apply_freeze(model::MSAM& model, const Config& config) {
-  model->image_encoder->freeze_base(config.model.freeze == Freeze::kEncoder);
-}
-
-std::unique_ptr<torch::optim::AdamW> make_optimizer(model::MSAM& model, const OptimConfig& optim) {
-  const auto& m = optim.lr_mult;
-  std::vector<torch::optim::OptimizerParamGroup> groups;
-  auto add_group = [&](const std::vector<torch::Tensor>& params, double mult) {
-    std::vector<torch::Tensor> trainable;
-    for (const auto& p : params)
-      if (p.requires_grad()) trainable.push_back(p);
-    if (trainable.empty()) return;
-    auto opts = std::make_unique<torch::optim::AdamWOptions>(optim.lr * mult);
-    opts->betas({optim.betas[0], optim.betas[1]});
-    opts->eps(optim.eps);
-    opts->weight_decay(optim.weight_decay);
-    groups.emplace_back(trainable, std::move(opts));
-  };
-  const auto lora = model->image_encoder->lora_parameters();
-  std::vector<torch::Tensor> encoder_base;
-  for (const auto& p : model->image_encoder->parameters())
-    if (std::none_of(lora.begin(), lora.end(), [&](const auto& l) { return l.is_same(p); }))
-      encoder_base.push_back(p);
-  add_group(encoder_base, m.image_encoder);
-  add_group(lora, m.lora);
-  add_group(model->prompt_encoder->parameters(), m.prompt_encoder);
-  add_group(model->mask_decoder->parameters(), m.mask_decoder);
-  add_group(model->adapter->parameters(), m.adapter);
-  return std::make_unique<torch::optim::AdamW>(
-      std::move(groups), torch::optim::AdamWOptions(optim.lr).weight_decay(optim.weight_decay));
-}
-
-StepSettings step_settings(const Config& config) {
-  StepSettings s;
-  s.refinement = {config.loop.iterations, config.loop.protocol, config.loop.multi_click,
-                  config.loop.threshold};
-  s.loss = config.loss.kind;
-  s.reduce = config.loss.reduce;
-  s.amp_dtype = amp_dtype(config.precision);
-  s.encoder_frozen = config.model.freeze == Freeze::kEncoder && config.model.lora_rank == 0;
-  s.clip_grad_norm = config.optim.clip_grad_norm;
-  return s;
-}
-
-StepOutput training_step(model::MSAM& model, const torch::Tensor& image,
-                         const torch::Tensor& target, const StepSettings& s,
-                         const interaction::ClickSource& clicks,
-                         torch::optim::Optimizer& optimizer, GradScaler& scaler,
-                         const std::function<void()>& sync_gradients) {
-  StepOutput out;
-  if (!image.defined()) {
-    // An empty share: no loss, no gradients of its own; the all-reduce fills them in.
-    out.loss = torch::zeros({}, torch::kFloat);
-    out.iteration_losses = torch::zeros({0}, torch::kFloat);
-    out.dice_parts = torch::zeros({2}, torch::kDouble);
-    out.dice = out.dice_parts[0] / out.dice_parts[1];
-    optimizer.zero_grad();
-  } else {
-    {  // autocast covers the forward pass only
-      compat::AutocastGuard amp(image.device(), s.amp_dtype);
-      model::VolumeContext ctx;
-      if (s.encoder_frozen) {
-        torch::Tensor emb;
-        {
-          torch::NoGradGuard no_grad;
-          emb = model->image_encoder(image);
-        }
-        ctx = model->context(emb);
-      } else {
-        ctx = model->encode(image);
-      }
-      out.loss = torch::zeros({}, target.options().dtype(torch::kFloat));
-      std::vector<torch::Tensor> losses;
-      interaction::run_refinement(
-          model, ctx, s.refinement, clicks, [&](const interaction::IterationResult& it) {
-            const bool last = it.index == s.refinement.iterations - 1;
-            if (s.reduce == LossReduce::kSum || last) {
-              losses.push_back(iteration_loss(it.logits, target, s.loss));
-              out.loss = out.loss + losses.back();
-            }
-            if (last) {
-              out.dice_parts = mask_dice_parts(it.logits, target, s.refinement.threshold);
-              out.dice = out.dice_parts[0] / out.dice_parts[1];
-            }
-          });
-      out.iteration_losses = torch::stack(losses).detach();
-    }
-    optimizer.zero_grad();
-    scaler.scale(out.loss).backward();
-  }
-  if (sync_gradients) sync_gradients();
-  if (s.clip_grad_norm > 0) {
-    scaler.unscale(optimizer);
-    clip_grad_norm(optimizer, s.clip_grad_norm);
-  }
-  out.stepped = scaler.step(optimizer);
-  scaler.update();
-  out.loss = out.loss.detach();
-  return out;
-}
 
 namespace {
 
@@ -364,7 +91,7 @@ Trainer::Trainer(Config config, std::string config_source, TrainerOptions option
 
   data_ = prepare_run_data(config_, options_.reader, options_.group.get());
 
-  model_ = model::MSAM(model_config(config_));
+  model_ = model::MSAM(config_.model.architecture);
   const bool resuming = options_.resume && fs::exists(latest_checkpoint());
   if (options_.resume && !resuming)
     spdlog::info("resume: no " + latest_checkpoint() + " yet, starting a new run");
@@ -424,7 +151,7 @@ Trainer::Trainer(Config config, std::string config_source, TrainerOptions option
                  std::to_string(config_.batch_size) + " (" +
                  std::to_string(config_.batch_size / world()) + " per rank), " +
                  std::to_string(reducer_->num_buckets()) + " gradient bucket(s) of ≤ " +
-                 eval::format_number(config_.dist.bucket_mb) + " MiB");
+                 io::format_number(config_.dist.bucket_mb) + " MiB");
   }
   if (is_main())
     io::write_file_atomically((fs::path(config_.output) / "config.yaml").string(),
@@ -596,21 +323,21 @@ void Trainer::save(const std::string& path, int64_t epochs_done) {
 
 void Trainer::write_reports() const {
   const fs::path out(config_.output);
-  eval::CsvWriter csv((out / "metrics.csv").string(),
+  io::CsvWriter csv((out / "metrics.csv").string(),
                       {"epoch", "lr", "train_loss", "train_dice", "val_loss", "val_dice",
                        "seconds", "samples_per_second", "skipped_steps"});
   std::string jsonl;
   for (const auto& r : history_) {
-    csv.add_row({std::to_string(r.epoch), eval::format_number(r.lr),
-                 eval::format_number(r.train_loss), eval::format_number(r.train_dice),
-                 eval::format_number(r.val_loss), eval::format_number(r.val_dice),
-                 eval::format_number(r.seconds), eval::format_number(r.samples_per_second),
+    csv.add_row({std::to_string(r.epoch), io::format_number(r.lr),
+                 io::format_number(r.train_loss), io::format_number(r.train_dice),
+                 io::format_number(r.val_loss), io::format_number(r.val_dice),
+                 io::format_number(r.seconds), io::format_number(r.samples_per_second),
                  std::to_string(r.skipped_steps)});
     jsonl += to_json(r).dump() + "\n";
   }
   csv.close();
   io::write_file_atomically((out / "metrics.jsonl").string(), jsonl);
-  eval::Series tl{"train loss", {}, {}, {}}, vl{"val loss", {}, {}, {}},
+  io::Series tl{"train loss", {}, {}, {}}, vl{"val loss", {}, {}, {}},
       td{"train Dice", {}, {}, {}}, vd{"val Dice", {}, {}, {}};
   for (const auto& r : history_) {
     const double e = static_cast<double>(r.epoch);
@@ -619,20 +346,20 @@ void Trainer::write_reports() const {
     td.x.push_back(e), td.y.push_back(r.train_dice);
     vd.x.push_back(e), vd.y.push_back(r.val_dice);
   }
-  eval::ChartSpec loss_chart;
+  io::ChartSpec loss_chart;
   loss_chart.title = "Loss (summed over refinement iterations)";
   loss_chart.x_label = "epoch";
   loss_chart.y_label = "loss";
   loss_chart.series = {tl, vl};
-  eval::write_line_chart_svg((out / "loss.svg").string(), loss_chart);
-  eval::ChartSpec dice_chart;
+  io::write_line_chart_svg((out / "loss.svg").string(), loss_chart);
+  io::ChartSpec dice_chart;
   dice_chart.title = "Dice after the last click (logits > 0.5)";
   dice_chart.x_label = "epoch";
   dice_chart.y_label = "Dice";
   dice_chart.series = {td, vd};
   dice_chart.y_min = 0.0;
   dice_chart.y_max = 1.0;
-  eval::write_line_chart_svg((out / "dice.svg").string(), dice_chart);
+  io::write_line_chart_svg((out / "dice.svg").string(), dice_chart);
 }
 
 void Trainer::run_epoch(int64_t epoch) {

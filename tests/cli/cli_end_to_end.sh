@@ -230,6 +230,11 @@ expect_exit2 "--checkpoint: File does not exist: $W/none.safetensors" "$MSAM" ev
 expect_exit2 "--clicks" "$MSAM" eval --config "$SRC/configs/tiny_cpu.yaml" \
   --checkpoint "$W/run/best.safetensors" --clicks 0
 expect_exit2 "not expected" "$MSAM" prepare --config "$SRC/configs/tiny_cpu.yaml" --no-such-option
+# A run whose crops the checkpoint's model cannot take fails before preparing any data.
+expect_exit2 "the model takes 64³ crops, but the run's data.roi is 32" "$MSAM" eval \
+  --config "$SRC/configs/tiny_cpu.yaml" "${SET[@]}" --set data.roi=32 --set model.encoder.img=32 \
+  --set "data.cache_dir=$W/roi32" --checkpoint "$W/run/best.safetensors"
+[ -e "$W/roi32" ] && fail "eval prepared data for a model that cannot take it"
 expect_exit2 "--log-level: loud not in" "$MSAM" --log-level loud prepare --config "$SRC/configs/tiny_cpu.yaml"
 # A scan with NaN voxels is refused (NRRD: ITK's NIfTI reader turns NaN and Inf into 0).
 { printf 'NRRD0004\ntype: float\ndimension: 3\nsizes: 32 32 32\nendian: little\nencoding: raw\n\n'

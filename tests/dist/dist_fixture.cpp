@@ -55,15 +55,20 @@ train::Config dist_run_config(const std::string& data_dir, const std::string& ou
   c.data.workers = 1;
   c.data.intensity_scale = 0.1;  // every augmentation on, so the ranks must agree on them
   c.data.intensity_shift = 0.1;
-  auto& m = c.model;
-  m.encoder = {32, 1, 2, {0}, 14, 8, 32};
-  m.prompt_width = 48;
-  m.lora_rank = 2;
-  m.adapter.heads = 2;
-  m.decoder.heads = 2;
-  m.decoder.mlp = 64;
-  m.freeze = train::Freeze::kNone;
+  auto& m = c.model.architecture;
+  m.encoder.embed_dim = 32;
+  m.encoder.depth = 1;
+  m.encoder.num_heads = 2;
+  m.encoder.global_attn_indexes = {0};
+  m.encoder.patch_size = 8;
+  m.encoder.img_size = 32;
+  m.encoder.out_chans = 48;  // the prompt width
+  m.encoder.lora_rank = 2;
+  m.adapter_heads = 2;
+  m.decoder_heads = 2;
+  m.decoder_mlp_dim = 64;
   m.dense_pe_axes = model::DensePeAxes::kAligned;
+  c.model.freeze = train::Freeze::kNone;
   c.loop.iterations = 3;
   c.loop.protocol = interaction::ClickProtocol::kFnFp5050;  // two draws per click
   c.loop.threshold = 0;
@@ -124,7 +129,7 @@ int run_dist_worker(const std::vector<std::string>& args) {
     const auto group = join(60, false);
     const auto data = train::prepare_run_data(config, {}, group.get());
     torch::manual_seed(3);
-    model::MSAM model(train::model_config(config));
+    model::MSAM model(config.model.architecture);
     eval::EvalOptions clicks;
     clicks.clicks = 3;
     auto options = eval::split_eval_options({}, clicks, "random");

@@ -267,7 +267,7 @@ TEST_F(DataParallel, TwoRanksEvaluateToTheSamePerCaseCsv) {
   auto config = test::dist_run_config(*data_, "unused");
   const auto data = train::prepare_run_data(config, {});
   torch::manual_seed(3);
-  model::MSAM model(train::model_config(config));
+  model::MSAM model(config.model.architecture);
   eval::EvalOptions clicks;
   clicks.clicks = 3;
   auto options = eval::split_eval_options({}, clicks, "random");

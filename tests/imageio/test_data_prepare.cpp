@@ -15,7 +15,7 @@
 #include "msam/data/dataset.h"
 #include "msam/data/synth.h"
 #include "msam/imageio/image_io.h"
-#include "msam/train/trainer.h"
+#include "msam/train/run_data.h"
 
 namespace fs = std::filesystem;
 using namespace msam::data;

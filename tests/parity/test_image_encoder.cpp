@@ -16,24 +16,11 @@ namespace {
 const char* kEncoderFile = "image_encoder_small.safetensors";
 const char* kLoraFile = "lora_qkv.safetensors";
 
-// The fixture's own config (reduced width and depth, same code paths as vit_b).
+// The fixture's own config (reduced width and depth, same code paths as vit_b), in the
+// reference's key names.
 model::ImageEncoderConfig fixture_config(int64_t lora_rank) {
-  auto j = nlohmann::json::parse(test::parity_fixture(kEncoderFile).metadata.at("config"));
-  model::ImageEncoderConfig c;
-  c.img_size = j.at("img_size");
-  c.patch_size = j.at("patch_size");
-  c.in_chans = j.at("in_chans");
-  c.embed_dim = j.at("embed_dim");
-  c.depth = j.at("depth");
-  c.num_heads = j.at("num_heads");
-  c.mlp_ratio = j.at("mlp_ratio");
-  c.out_chans = j.at("out_chans");
-  c.qkv_bias = j.at("qkv_bias");
-  c.use_abs_pos = j.at("use_abs_pos");
-  c.use_rel_pos = j.at("use_rel_pos");
-  c.window_size = j.at("window_size");
-  c.global_attn_indexes = j.at("global_attn_indexes").get<std::vector<int64_t>>();
-  c.norm_eps = j.at("norm_layer_eps");
+  auto c = model::encoder_from_reference_json(
+      nlohmann::json::parse(test::parity_fixture(kEncoderFile).metadata.at("config")));
   c.lora_rank = lora_rank;
   return c;
 }

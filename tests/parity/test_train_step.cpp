@@ -16,7 +16,7 @@
 #include "msam/interaction/refinement.h"
 #include "msam/model/lora.h"
 #include "msam/model/state_dict.h"
-#include "msam/train/trainer.h"
+#include "msam/train/training_step.h"
 
 using namespace msam;
 
@@ -89,7 +89,7 @@ struct Tolerances {
 void check_training_step(torch::ScalarType dtype, const Tolerances& tol) {
   const auto config = reference_run();
   const auto& fx = fixture();
-  model::MSAM net(train::model_config(config));
+  model::MSAM net(config.model.architecture);
   model::load_weights(net, fixture_weights(), model::WeightsPolicy::kExact, "fixtures");
   train::apply_freeze(net, config);
   net->to(test::device(), dtype);

@@ -88,11 +88,11 @@ TEST(ClickGeometry, ModelConfigRecordsTheAxes) {
   c.dense_pe_axes = model::DensePeAxes::kAligned;
   EXPECT_EQ(model::MSAMConfig::from_json(c.to_json(), "t").dense_pe_axes,
             model::DensePeAxes::kAligned);
-  // Checkpoints from before the key were trained with the reference axes.
+  // Checkpoints of the earlier flat layout without the key were trained with the reference
+  // axes (Architecture.TheEarlierFlatLayoutStillLoads); the current layout must name them.
   auto j = nlohmann::json::parse(c.to_json());
   j.erase("dense_pe_axes");
-  EXPECT_EQ(model::MSAMConfig::from_json(j.dump(), "t").dense_pe_axes,
-            model::DensePeAxes::kReference);
+  EXPECT_THROW(model::MSAMConfig::from_json(j.dump(), "t"), Error);
   j["dense_pe_axes"] = "swapped";
   EXPECT_THROW(model::MSAMConfig::from_json(j.dump(), "t"), Error);
 }

@@ -463,7 +463,7 @@ TEST(Preprocess, ErrorsAndSkips) {
   other_shape.data = at::zeros({20, 20, 21}, at::kByte);
   auto msg = error_of([&] { preprocess_case(image, other_shape, src, s); });
   EXPECT_NE(msg.find("lbl.nii.gz"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("(20, 20, 21)"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("[20, 20, 21]"), std::string::npos) << msg;
 
   Volume moved = label;
   moved.geometry.origin[2] += 0.5;

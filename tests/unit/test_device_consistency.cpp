@@ -11,7 +11,7 @@
 #include "msam/model/cuda_graphs.h"
 #include "msam/model/msam.h"
 #include "msam/model/state_dict.h"
-#include "msam/train/trainer.h"
+#include "msam/train/training_step.h"
 
 using namespace msam;
 
@@ -183,7 +183,9 @@ TEST(DeviceConsistency, CudaGraphsReplayTheEagerModel) {
         out.push_back(pred.iou_pred);
       }
     }
-    if (graphs) EXPECT_TRUE(net->cuda_graphs_usable()) << "a capture failed (see stderr)";
+    if (graphs) {
+      EXPECT_TRUE(net->cuda_graphs_usable()) << "a capture failed (see stderr)";
+    }
     net->set_cuda_graphs(false);
     return out;
   };

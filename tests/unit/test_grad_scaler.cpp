@@ -7,7 +7,7 @@
 #include "msam/common/compat.h"
 #include "msam/common/error.h"
 #include "msam/train/grad_scaler.h"
-#include "msam/train/trainer.h"
+#include "msam/train/training_step.h"
 
 using namespace msam;
 using namespace msam::train;

@@ -5,7 +5,7 @@
 
 #include "msam/common/error.h"
 #include "msam/train/loss.h"
-#include "msam/train/trainer.h"
+#include "msam/train/training_step.h"
 
 using namespace msam;
 

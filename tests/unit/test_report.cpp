@@ -12,7 +12,9 @@
 
 #include "fixtures.h"
 #include "msam/common/error.h"
-#include "msam/eval/report.h"
+#include "msam/eval/overlay.h"
+#include "msam/io/csv.h"
+#include "msam/io/svg_chart.h"
 #include "msam/io/png.h"
 #include "msam/io/safetensors.h"
 
@@ -171,7 +173,7 @@ TEST(Png, RejectsWrongDtypeAndShapeNamingTheFile) {
 
 TEST(LineChart, SeriesBecomePolylinesBrokenAtGaps) {
   const double nan = std::nan("");
-  eval::ChartSpec spec;
+  io::ChartSpec spec;
   spec.title = "Loss & Dice <train/val>";
   spec.x_label = "epoch";
   spec.y_label = "Dice";
@@ -182,7 +184,7 @@ TEST(LineChart, SeriesBecomePolylinesBrokenAtGaps) {
   spec.series.push_back({"val", {1, 2, 3, 4, 5, 6, 7}, {0.1, 0.3, nan, 0.5, 0.55, nan, 0.6}, {}});
   spec.series.push_back(
       {"mean ± std", {1, 2, 3}, {0.5, 0.6, 0.7}, {0.1, 0.05, 0.02}});
-  const std::string svg = eval::line_chart_svg(spec);
+  const std::string svg = io::line_chart_svg(spec);
 
   EXPECT_GT(check_balanced_xml(svg), 20);
   EXPECT_EQ(count(svg, "<g class=\"series\""), 3);
@@ -206,14 +208,14 @@ TEST(LineChart, SeriesBecomePolylinesBrokenAtGaps) {
     EXPECT_NE(legend.find(name), std::string::npos) << name;
 
   const std::string path = test::temp_dir("chart") + "/curve.svg";
-  eval::write_line_chart_svg(path, spec);
+  io::write_line_chart_svg(path, spec);
   EXPECT_EQ(io::read_file(path), svg);
 }
 
 TEST(LineChart, AutoRangeCoversTheDataAndPointsLieInsideThePlot) {
-  eval::ChartSpec spec;
+  io::ChartSpec spec;
   spec.series.push_back({"loss", {0, 10, 20}, {3.2, 1.1, 0.4}, {}});
-  const std::string svg = eval::line_chart_svg(spec);
+  const std::string svg = io::line_chart_svg(spec);
   check_balanced_xml(svg);
   std::smatch m;
   const std::regex clip("<clipPath id=\"plot-area\"><rect x=\"([0-9.]+)\" y=\"([0-9.]+)\" "
@@ -298,7 +300,7 @@ TEST(LineChart, LegendFitsInsideThePictureWhateverTheNames) {
   for (int width : {320, 760}) {
     for (size_t n : {size_t{1}, size_t{3}, size_t{40}}) {
       SCOPED_TRACE(std::to_string(width) + " px, " + std::to_string(n) + " series");
-      eval::ChartSpec spec;
+      io::ChartSpec spec;
       spec.width = width;
       std::string all;
       for (size_t k = 0; k < n; ++k) {
@@ -306,7 +308,7 @@ TEST(LineChart, LegendFitsInsideThePictureWhateverTheNames) {
         spec.series.push_back({name, {1, 2}, {0.5, 0.6}, {}});
         all += name;
       }
-      const std::string svg = eval::line_chart_svg(spec);
+      const std::string svg = io::line_chart_svg(spec);
       check_balanced_xml(svg);
       const auto texts = expect_legend_inside(svg);
       std::string shown;
@@ -316,28 +318,28 @@ TEST(LineChart, LegendFitsInsideThePictureWhateverTheNames) {
     }
   }
   // The usual short names keep the full-size font on one line each.
-  eval::ChartSpec spec;
+  io::ChartSpec spec;
   spec.series = {{"train", {1}, {1}, {}}, {"val", {1}, {1}, {}}};
-  const std::string svg = eval::line_chart_svg(spec);
+  const std::string svg = io::line_chart_svg(spec);
   EXPECT_EQ(expect_legend_inside(svg), (std::vector<std::string>{"train", "val"}));
   EXPECT_NE(svg.find("<g class=\"legend\" font-size=\"12.00\">"), std::string::npos);
 }
 
 TEST(LineChart, MismatchedLengthsNameTheSeries) {
-  eval::ChartSpec spec;
+  io::ChartSpec spec;
   spec.series.push_back({"val dice", {1, 2, 3}, {0.5, 0.6}, {}});
   try {
-    eval::line_chart_svg(spec);
+    io::line_chart_svg(spec);
     FAIL();
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("val dice"), std::string::npos) << e.what();
   }
   spec.series[0] = {"band", {1, 2}, {0.5, 0.6}, {0.1}};
-  EXPECT_THROW(eval::line_chart_svg(spec), Error);
+  EXPECT_THROW(io::line_chart_svg(spec), Error);
   spec.series[0] = {"ok", {1, 2}, {0.5, 0.6}, {}};
   spec.y_min = 1.0;
   spec.y_max = 0.0;
-  EXPECT_THROW(eval::line_chart_svg(spec), Error);
+  EXPECT_THROW(io::line_chart_svg(spec), Error);
 }
 
 // ---- overlays --------------------------------------------------------------------------
@@ -452,18 +454,18 @@ TEST(Csv, RoundTripWithCommasQuotesAndNewlines) {
   const std::string path = test::temp_dir("csv") + "/cases.csv";
   const std::vector<std::string> header{"case", "note, with comma", "dice"};
   const std::vector<std::vector<std::string>> rows{
-      {"a", "say \"hi\"", eval::format_number(0.91234567)},
-      {"b", "two\nlines", eval::format_number(std::nan(""))},
-      {"c,d", "", eval::format_number(-INFINITY)},
-      {"\"", "crlf\r\nend", eval::format_number(1e-9)},
+      {"a", "say \"hi\"", io::format_number(0.91234567)},
+      {"b", "two\nlines", io::format_number(std::nan(""))},
+      {"c,d", "", io::format_number(-INFINITY)},
+      {"\"", "crlf\r\nend", io::format_number(1e-9)},
   };
-  eval::CsvWriter w(path, header);
+  io::CsvWriter w(path, header);
   for (const auto& r : rows) w.add_row(r);
   EXPECT_FALSE(std::filesystem::exists(path));  // nothing until close()
   w.close();
   EXPECT_THROW(w.add_row(rows[0]), Error);
 
-  const auto t = eval::read_csv(path);
+  const auto t = io::read_csv(path);
   EXPECT_EQ(t.header, header);
   EXPECT_EQ(t.rows, (std::vector<std::vector<std::string>>{
                         {"a", "say \"hi\"", "0.912346"},
@@ -478,35 +480,35 @@ TEST(Csv, RoundTripWithCommasQuotesAndNewlines) {
 TEST(Csv, SingleEmptyFieldSurvivesAndUnclosedWriterWritesNothing) {
   const std::string dir = test::temp_dir("csv-one");
   {
-    eval::CsvWriter w(dir + "/one.csv", {"name"});
+    io::CsvWriter w(dir + "/one.csv", {"name"});
     w.add_row({""});
     w.add_row({"x"});
     w.close();
   }
-  EXPECT_EQ(eval::read_csv(dir + "/one.csv").rows,
+  EXPECT_EQ(io::read_csv(dir + "/one.csv").rows,
             (std::vector<std::vector<std::string>>{{""}, {"x"}}));
   {
-    eval::CsvWriter w(dir + "/never.csv", {"a"});
+    io::CsvWriter w(dir + "/never.csv", {"a"});
     w.add_row({"1"});
   }
   EXPECT_FALSE(std::filesystem::exists(dir + "/never.csv"));
-  eval::CsvWriter w(dir + "/w.csv", {"a", "b"});
+  io::CsvWriter w(dir + "/w.csv", {"a", "b"});
   EXPECT_THROW(w.add_row({"1"}), Error);
-  EXPECT_THROW(eval::CsvWriter(dir + "/x.csv", {}), Error);
+  EXPECT_THROW(io::CsvWriter(dir + "/x.csv", {}), Error);
 }
 
 TEST(Csv, ParsesCrlfBomAndBlankLines) {
-  const auto t = eval::parse_csv("\xEF\xBB\xBF" "a,b\r\n1,\"x\r\ny\"\r\n\r\n2,3\r\n", "mem.csv");
+  const auto t = io::parse_csv("\xEF\xBB\xBF" "a,b\r\n1,\"x\r\ny\"\r\n\r\n2,3\r\n", "mem.csv");
   EXPECT_EQ(t.header, (std::vector<std::string>{"a", "b"}));
   EXPECT_EQ(t.rows, (std::vector<std::vector<std::string>>{{"1", "x\r\ny"}, {"2", "3"}}));
-  EXPECT_EQ(eval::parse_csv("a,b\n1,", "m").rows,
+  EXPECT_EQ(io::parse_csv("a,b\n1,", "m").rows,
             (std::vector<std::vector<std::string>>{{"1", ""}}));
 }
 
 TEST(Csv, ErrorsNameTheFileAndLine) {
   auto message = [](const std::string& text) {
     try {
-      eval::parse_csv(text, "runs/a.csv");
+      io::parse_csv(text, "runs/a.csv");
     } catch (const Error& e) {
       return std::string(e.what());
     }
@@ -521,6 +523,6 @@ TEST(Csv, ErrorsNameTheFileAndLine) {
   EXPECT_EQ(message("a,b\n1,x\"y\n"), "runs/a.csv:2: quote inside an unquoted field");
   EXPECT_EQ(message("a,a\n"), "runs/a.csv:1: duplicate column 'a'");
   EXPECT_EQ(message(""), "runs/a.csv: empty CSV file, no header");
-  EXPECT_THROW(eval::parse_csv("a\n1\n", "t.csv").column("b"), Error);
-  EXPECT_THROW(eval::read_csv(test::temp_dir("csv-missing") + "/none.csv"), Error);
+  EXPECT_THROW(io::parse_csv("a\n1\n", "t.csv").column("b"), Error);
+  EXPECT_THROW(io::read_csv(test::temp_dir("csv-missing") + "/none.csv"), Error);
 }

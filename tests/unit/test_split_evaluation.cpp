@@ -19,7 +19,7 @@
 #include "msam/data/preprocess.h"
 #include "msam/eval/metric_table.h"
 #include "msam/eval/prediction_scoring.h"
-#include "msam/eval/report.h"
+#include "msam/io/csv.h"
 #include "msam/eval/split_evaluation.h"
 
 namespace fs = std::filesystem;
@@ -175,7 +175,7 @@ TEST(SplitEvaluation, ReportHoldsWhatEvaluateCaseGives) {
   EXPECT_EQ(scores.columns.clicks, 3);
   EXPECT_TRUE(scores.columns.original);
 
-  const auto table = eval::read_csv((fs::path(out) / "per_case.csv").string());
+  const auto table = io::read_csv((fs::path(out) / "per_case.csv").string());
   EXPECT_EQ(table.header,
             (std::vector<std::string>{"case", "dice_click1", "dice_click2", "dice_click3", "dice",
                                       "iou", "hd", "hd95", "assd", "nsd", "orig_dice", "orig_iou",
@@ -199,11 +199,11 @@ TEST(SplitEvaluation, ReportHoldsWhatEvaluateCaseGives) {
     // The row says the same, to the six digits the CSV keeps.
     const auto& row = table.rows[i];
     EXPECT_EQ(row[0], s.case_id);
-    for (size_t k = 0; k < 3; ++k) EXPECT_EQ(row[1 + k], eval::format_number(s.dice_per_click[k]));
+    for (size_t k = 0; k < 3; ++k) EXPECT_EQ(row[1 + k], io::format_number(s.dice_per_click[k]));
     const auto& metrics = eval::metric_table();
     for (size_t m = 0; m < metrics.size(); ++m) {
-      EXPECT_EQ(row[4 + m], eval::format_number(s.crop.*metrics[m].value));
-      EXPECT_EQ(row[10 + m], eval::format_number((*s.original).*metrics[m].value));
+      EXPECT_EQ(row[4 + m], io::format_number(s.crop.*metrics[m].value));
+      EXPECT_EQ(row[10 + m], io::format_number((*s.original).*metrics[m].value));
     }
     // The saved mask is the crop mask pasted back, in the scan's geometry.
     EXPECT_EQ(masks[i].first, (fs::path(out) / "masks" / (s.case_id + ".nii.gz")).string());
@@ -211,13 +211,13 @@ TEST(SplitEvaluation, ReportHoldsWhatEvaluateCaseGives) {
   }
 
   // Summaries: each metric per scope over both cases, then Dice per click.
-  const auto summary = eval::read_csv((fs::path(out) / "summary.csv").string());
+  const auto summary = io::read_csv((fs::path(out) / "summary.csv").string());
   EXPECT_EQ(summary.header, (std::vector<std::string>{"metric", "scope", "mean", "std", "median", "n_cases",
                                                       "n_finite", "n_nan", "n_inf", "n_unscored"}));
   ASSERT_EQ(summary.rows.size(), 6u + 6u + 3u);
   EXPECT_EQ(summary.rows[0][0], "dice");
   EXPECT_EQ(summary.rows[0][1], "crop");
-  EXPECT_EQ(summary.rows[0][2], eval::format_number(eval::summarize(std::vector<double>{
+  EXPECT_EQ(summary.rows[0][2], io::format_number(eval::summarize(std::vector<double>{
                                     scores.cases[0].crop.dice, scores.cases[1].crop.dice}).mean));
   EXPECT_EQ(summary.rows[0][5], "2");
   EXPECT_EQ(summary.rows[0][9], "0");
@@ -238,7 +238,7 @@ TEST(SplitEvaluation, ReportHoldsWhatEvaluateCaseGives) {
   options.out_dir = (fs::path(dir) / "crop_only").string();
   const auto crop_only = eval::evaluate_split(model, split.entries, options, {});
   EXPECT_FALSE(crop_only.columns.original);
-  EXPECT_EQ(eval::read_csv((fs::path(options.out_dir) / "per_case.csv").string()).header.size(), 11u);
+  EXPECT_EQ(io::read_csv((fs::path(options.out_dir) / "per_case.csv").string()).header.size(), 11u);
   // Saving masks with no writer is refused up front.
   options.save_masks = true;
   EXPECT_THROW(eval::evaluate_split(model, split.entries, options, {}), Error);
@@ -320,7 +320,7 @@ TEST(PredictionScoring, ModelMasksScoreAsTheModelDidAndFailuresAreReported) {
     // The scan is larger than the patch, so the mask goes back to the crop unchanged.
     expect_same_metrics(s.crop, m.crop, s.case_id + " crop");
   }
-  const auto table = eval::read_csv((fs::path(po.out_dir) / "per_case.csv").string());
+  const auto table = io::read_csv((fs::path(po.out_dir) / "per_case.csv").string());
   EXPECT_EQ(table.header.front(), "case");
   EXPECT_EQ(table.header[1], "dice");
   EXPECT_EQ(table.header.size(), 1u + 12u + 2u);
@@ -339,7 +339,7 @@ TEST(PredictionScoring, ModelMasksScoreAsTheModelDidAndFailuresAreReported) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("no case of the split could be scored"), std::string::npos);
   }
-  const auto failed = eval::read_csv((fs::path(po.out_dir) / "per_case.csv").string());
+  const auto failed = io::read_csv((fs::path(po.out_dir) / "per_case.csv").string());
   ASSERT_EQ(failed.rows.size(), 2u);
   EXPECT_EQ(failed.rows[0][13], "misaligned");
   EXPECT_NE(failed.rows[0][14].find("origin"), std::string::npos) << failed.rows[0][14];
@@ -362,7 +362,7 @@ TEST(PredictionScoring, ModelMasksScoreAsTheModelDidAndFailuresAreReported) {
   // One case scored and one not: counted in summary.csv and printed.
   files[moved_path].geometry.origin[0] -= 2;
   const auto partial = eval::score_predictions(split.entries, po, hooks);
-  const auto summary = eval::read_csv((fs::path(po.out_dir) / "summary.csv").string());
+  const auto summary = io::read_csv((fs::path(po.out_dir) / "summary.csv").string());
   EXPECT_EQ(summary.rows[0][5], "1");  // n_cases: the scored one
   EXPECT_EQ(summary.rows[0][9], "1");  // n_unscored
   EXPECT_NE(eval::summary_text(partial).find("2 cases, 1 missing, 1 scored"), std::string::npos)

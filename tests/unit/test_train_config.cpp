@@ -8,7 +8,8 @@
 #include "fixtures.h"
 #include "msam/common/error.h"
 #include "msam/train/config.h"
-#include "msam/train/trainer.h"
+#include "msam/train/run_data.h"
+#include "msam/train/training_step.h"
 
 using namespace msam;
 using namespace msam::train;
@@ -52,17 +53,17 @@ TEST(TrainConfig, DefaultsReproduceTheReference) {
   EXPECT_EQ(c.data.roi, 128);
   EXPECT_EQ(c.data.split.ratios, (std::array<double, 3>{0.6, 0.2, 0.2}));
   EXPECT_FALSE(c.data.spacing.has_value());
-  EXPECT_EQ(c.model.encoder.embed_dim, 768);
-  EXPECT_EQ(c.model.encoder.depth, 12);
-  EXPECT_EQ(c.model.encoder.num_heads, 12);
-  EXPECT_EQ(c.model.encoder.global_attn_indexes, (std::vector<int64_t>{2, 5, 8, 11}));
-  EXPECT_EQ(c.model.encoder.window, 14);
-  EXPECT_EQ(c.model.encoder.patch, 16);
-  EXPECT_EQ(c.model.prompt_width, 384);
-  EXPECT_EQ(c.model.lora_rank, 4);
-  EXPECT_EQ(c.model.adapter.heads, 6);
-  EXPECT_EQ(c.model.decoder.heads, 8);
-  EXPECT_EQ(c.model.decoder.mlp, 2048);
+  EXPECT_EQ(c.model.architecture.encoder.embed_dim, 768);
+  EXPECT_EQ(c.model.architecture.encoder.depth, 12);
+  EXPECT_EQ(c.model.architecture.encoder.num_heads, 12);
+  EXPECT_EQ(c.model.architecture.encoder.global_attn_indexes, (std::vector<int64_t>{2, 5, 8, 11}));
+  EXPECT_EQ(c.model.architecture.encoder.window_size, 14);
+  EXPECT_EQ(c.model.architecture.encoder.patch_size, 16);
+  EXPECT_EQ(c.model.architecture.width(), 384);
+  EXPECT_EQ(c.model.architecture.encoder.lora_rank, 4);
+  EXPECT_EQ(c.model.architecture.adapter_heads, 6);
+  EXPECT_EQ(c.model.architecture.decoder_heads, 8);
+  EXPECT_EQ(c.model.architecture.decoder_mlp_dim, 2048);
   EXPECT_EQ(c.model.freeze, Freeze::kEncoder);
   EXPECT_EQ(c.loop.iterations, 11);
   EXPECT_EQ(c.loop.protocol, interaction::ClickProtocol::kRandom);
@@ -166,8 +167,8 @@ TEST(TrainConfig, OverridesApplyBeforeValidation) {
                                       "data.datasets.0.modality=mr", "data.spacing=[1.5, 1.5, 2]",
                                       "schedule.warmup_epochs=5", "model.checkpoint=m.safetensors"});
   EXPECT_EQ(c.optim.lr, 1e-4);
-  EXPECT_EQ(c.model.encoder.global_attn_indexes, (std::vector<int64_t>{1, 3}));
-  EXPECT_EQ(c.model.encoder.depth, 4);
+  EXPECT_EQ(c.model.architecture.encoder.global_attn_indexes, (std::vector<int64_t>{1, 3}));
+  EXPECT_EQ(c.model.architecture.encoder.depth, 4);
   EXPECT_EQ(c.loop.protocol, interaction::ClickProtocol::kCenter);
   EXPECT_EQ(c.data.datasets[0].modality, Modality::kMR);
   ASSERT_TRUE(c.data.spacing.has_value());

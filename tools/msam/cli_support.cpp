@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <set>
+
 #include "msam/common/error.h"
 #include "msam/common/log.h"
 #include "msam/data/preprocess.h"
@@ -104,6 +106,39 @@ void set_preprocessing(const std::string& checkpoint, const std::vector<double>&
   } else {
     options.modality = trained_modality.value_or(interaction::ScanModality::kAuto);
   }
+}
+
+void check_run_against_checkpoint(const std::string& checkpoint, const model::MSAMConfig& model,
+                                  const train::Config& run) {
+  if (run.data.roi != model.encoder.img_size)
+    throw Error(checkpoint + ": the model takes " + std::to_string(model.encoder.img_size) +
+                "³ crops, but the run's data.roi is " + std::to_string(run.data.roi) +
+                " (evaluate with --set data.roi=" + std::to_string(model.encoder.img_size) +
+                " and the spacing the model was trained at)");
+  const auto trained = train::recorded_run_config(checkpoint);
+  if (!trained) return;
+  auto spacing = [](const std::optional<std::array<double, 3>>& s) {
+    return s ? spacing_text({(*s)[0], (*s)[1], (*s)[2]}) + " mm" : std::string("native");
+  };
+  if (trained->data.spacing != run.data.spacing)
+    spdlog::warn(checkpoint + " was trained at data.spacing " + spacing(trained->data.spacing) +
+                 "; this run's crops are at " + spacing(run.data.spacing));
+  auto modalities = [](const train::Config& c) {
+    std::set<train::Modality> m;
+    for (const auto& d : c.data.datasets) m.insert(d.modality);
+    return m;
+  };
+  if (modalities(*trained) != modalities(run))
+    spdlog::warn(checkpoint + " was trained on other modalities (data.datasets[].modality: CT "
+                              "intensities are clamped, MR ones are not) than this run's data");
+  auto targets = [](const train::Config& c) {
+    std::set<std::vector<int64_t>> t;
+    for (const auto& d : c.data.datasets) t.insert(d.target_labels);
+    return t;
+  };
+  if (targets(*trained) != targets(run))
+    spdlog::warn(checkpoint + " was trained on other target_labels than this run's datasets "
+                              "name: the lesions it learnt may not be the ones scored");
 }
 
 void add_click_options(CLI::App& app, eval::EvalOptions& options, std::string& protocol) {

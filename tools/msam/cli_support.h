@@ -39,6 +39,12 @@ model::MSAM load_inference_model(const std::string& checkpoint, const torch::Dev
 // The click options that msam eval and msam transfer share (--clicks, --protocol,
 // --multi-click, --threshold, --seed) into `options`; `protocol` receives --protocol's text.
 void add_click_options(CLI::App& app, eval::EvalOptions& options, std::string& protocol);
+// msam eval: the run's crops must be what the checkpoint's model takes (data.roi = the model's
+// input size, else an Error naming both); preprocessing that differs from what the checkpoint
+// recorded of its training (data.spacing, the datasets' modality and target labels) is
+// worth a warning, since the model then sees inputs unlike its training data.
+void check_run_against_checkpoint(const std::string& checkpoint, const model::MSAMConfig& model,
+                                  const train::Config& run);
 // How the run's model runs: its device (this rank's GPU) and its precision's autocast dtype.
 eval::RunSettings run_settings(const train::Config& run);
 // This process's rank in the job its launcher (torchrun, srun, msam train --nproc) started,

@@ -21,7 +21,7 @@
 #include "msam/interaction/refinement.h"
 #include "msam/model/msam.h"
 #include "msam/model/presets.h"
-#include "msam/train/trainer.h"
+#include "msam/train/training_step.h"
 #ifdef MSAM_HAVE_ITK
 #include "msam/imageio/image_io.h"
 #endif

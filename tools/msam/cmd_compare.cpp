@@ -7,7 +7,7 @@
 #include "command.h"
 #include "msam/common/error.h"
 #include "msam/eval/metric_table.h"
-#include "msam/eval/report.h"
+#include "msam/io/csv.h"
 #include "msam/eval/statistics.h"
 
 namespace msam::cli {
@@ -18,14 +18,14 @@ struct Options {
   std::vector<std::string> metrics;  // empty: every metric of the table both files hold
 };
 
-bool has_column(const eval::CsvTable& t, const std::string& name) {
+bool has_column(const io::CsvTable& t, const std::string& name) {
   return std::find(t.header.begin(), t.header.end(), name) != t.header.end();
 }
 
 // The metrics of both scopes (not Dice per click) that both files hold, in table order; says
 // which metric columns only one file has, since a model's evaluation and another tool's
 // scored masks differ in their columns.
-std::vector<std::string> common_metrics(const eval::CsvTable& a, const eval::CsvTable& b) {
+std::vector<std::string> common_metrics(const io::CsvTable& a, const io::CsvTable& b) {
   std::vector<std::string> out;
   for (const auto* scope : {&eval::kCropScope, &eval::kOriginalScope})
     for (const auto& m : eval::metric_table()) {
@@ -56,7 +56,7 @@ double parse_value(const std::string& s, const std::string& source) {
 }
 
 int run(const Options& o) {
-  auto ta = eval::read_csv(o.a), tb = eval::read_csv(o.b);
+  auto ta = io::read_csv(o.a), tb = io::read_csv(o.b);
   const size_t ca = ta.column("case"), cb = tb.column("case");
   std::map<std::string, size_t> rows_b;
   for (size_t i = 0; i < tb.rows.size(); ++i) rows_b[tb.rows[i][cb]] = i;

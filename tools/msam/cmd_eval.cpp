@@ -8,7 +8,7 @@
 #include "command.h"
 #include "msam/common/log.h"
 #include "msam/common/error.h"
-#include "msam/train/trainer.h"
+#include "msam/train/run_data.h"
 
 namespace msam::cli {
 namespace {
@@ -30,7 +30,7 @@ const std::vector<std::string>& split_entries(const train::RunData& data,
 }
 
 eval::SplitScores evaluate_model(const Options& o, const train::Config& config,
-                                 const std::vector<std::string>& entries,
+                                 model::MSAM& model, const std::vector<std::string>& entries,
                                  const std::string& out_dir,
                                  std::shared_ptr<dist::ProcessGroup> group) {
   auto options = eval::split_eval_options(run_settings(config), o.clicks, o.protocol);
@@ -40,9 +40,6 @@ eval::SplitScores evaluate_model(const Options& o, const train::Config& config,
   options.save_masks = o.save_masks;
   options.overlays = o.overlays;
   options.model_name = o.checkpoint;
-  std::string summary;
-  auto model = load_inference_model(o.checkpoint, options.device, &summary);
-  spdlog::info(summary);
   auto hooks = split_eval_hooks();
   return eval::evaluate_split(model, entries, options, hooks);
 }
@@ -70,11 +67,20 @@ int run(const Options& o) {
   if (main)
     file_log = std::make_unique<log::FileLog>(
         (std::filesystem::path(out_dir) / "eval.log").string(), false);
+  // The model first: a run whose crops it cannot take fails before any data is prepared.
+  model::MSAM model{nullptr};
+  if (!o.checkpoint.empty()) {
+    std::string summary;
+    model = load_inference_model(
+        o.checkpoint, train::device_of(config, group ? group->launch().local_rank : 0), &summary);
+    spdlog::info(summary);
+    check_run_against_checkpoint(o.checkpoint, model->config(), config);
+  }
   auto data = train::prepare_run_data(config, case_reader(), group.get());
   const auto& entries = split_entries(data, o.split);
   eval::SplitScores scores;
   if (o.predictions.empty())
-    scores = evaluate_model(o, config, entries, out_dir, group);
+    scores = evaluate_model(o, config, model, entries, out_dir, group);
   else if (main)  // scoring masks is quick: rank 0 does it while the others wait
     scores = score_masks(o, entries, out_dir);
   if (group && !o.predictions.empty()) group->barrier("waiting for rank 0 to score the masks");

@@ -7,7 +7,7 @@
 
 #include "cli_support.h"
 #include "command.h"
-#include "msam/train/trainer.h"
+#include "msam/train/run_data.h"
 
 namespace msam::cli {
 namespace {

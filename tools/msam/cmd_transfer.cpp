@@ -11,7 +11,7 @@
 #include "command.h"
 #include "msam/common/log.h"
 #include "msam/eval/metric_table.h"
-#include "msam/eval/report.h"
+#include "msam/io/csv.h"
 #include "msam/train/trainer.h"
 
 namespace fs = std::filesystem;
@@ -75,7 +75,7 @@ int run(Options o) {
   const auto sb = evaluate(target_ckpt, "eval_before");
   const auto sa = evaluate(source_ckpt, "eval_after");
 
-  eval::CsvWriter csv((fs::path(o.out) / "transfer.csv").string(),
+  io::CsvWriter csv((fs::path(o.out) / "transfer.csv").string(),
                       {"metric", "before_mean", "before_std", "after_mean", "after_std", "drop"});
   std::printf("\ntransfer %s -> %s, %zu target test cases, %lld clicks (crop metrics)\n",
               o.source_config.c_str(), o.target_config.c_str(), data.test.size(),
@@ -88,9 +88,9 @@ int run(Options o) {
     const double drop = eval::quality_drop(table[i], b.mean, a.mean);
     std::printf("%-6s %9.4f ± %-6.4f %9.4f ± %-6.4f %+10.4f\n", table[i].name, b.mean, b.std,
                 a.mean, a.std, drop);
-    csv.add_row({table[i].name, eval::format_number(b.mean), eval::format_number(b.std),
-                 eval::format_number(a.mean), eval::format_number(a.std),
-                 eval::format_number(drop)});
+    csv.add_row({table[i].name, io::format_number(b.mean), io::format_number(b.std),
+                 io::format_number(a.mean), io::format_number(a.std),
+                 io::format_number(drop)});
   }
   csv.close();
   std::printf("table in %s; per-case results in eval_before/ and eval_after/\n",

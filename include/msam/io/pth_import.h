@@ -1,9 +1,6 @@
-// Import of reference PyTorch checkpoints (torch.save zip format, .pth) without Python.
-// The archive's data.pkl is read by a restricted unpickler that only understands the
-// opcodes torch.save emits and an allow-list of globals (OrderedDict, tensor rebuilding,
-// storage types, argparse.Namespace, set/frozenset). Any other class becomes an opaque
-// "skipped object": nothing from the file is ever executed, and a skipped object where a
-// tensor is required is an msam::Error.
+// Import of reference PyTorch checkpoints (torch.save zip format, .pth) without Python: the
+// layouts of the reference trainers' checkpoints (where the state dict is, SAM-Med3D or
+// M-SAM key names), read through the restricted unpickler of torch_pickle.h.
 #pragma once
 #include <ATen/ATen.h>
 

@@ -12,34 +12,12 @@
 
 #include <vector>
 
+#include "msam/model/architecture.h"
 #include "msam/model/layers.h"
 #include "msam/model/lora.h"
 #include "msam/model/window_attention.h"
 
 namespace msam::model {
-
-// Defaults are SAM-Med3D's vit_b_ori as M-SAM builds it.
-struct ImageEncoderConfig {
-  int64_t img_size = 128;
-  int64_t patch_size = 16;
-  int64_t in_chans = 1;
-  int64_t embed_dim = 768;
-  int64_t depth = 12;
-  int64_t num_heads = 12;
-  double mlp_ratio = 4.0;
-  int64_t out_chans = 384;
-  bool qkv_bias = true;
-  bool use_abs_pos = true;
-  bool use_rel_pos = true;
-  int64_t window_size = 14;  // 0: every block global
-  std::vector<int64_t> global_attn_indexes{2, 5, 8, 11};
-  double norm_eps = 1e-6;  // block LayerNorms (the reference builder passes 1e-6)
-  int64_t lora_rank = 0;   // > 0: LoRA of this rank on q and v of every block
-
-  int64_t grid() const { return img_size / patch_size; }  // tokens per axis
-  // Throws msam::Error naming the first inconsistent field.
-  void validate() const;
-};
 
 // Multi-head self-attention over cubes of tokens with the reference's scrambled decomposed
 // relative position (layers.h). Parameters: qkv (or, with LoRA, qkv.qkv + qkv.linear_*),

@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 
+#include "msam/model/architecture.h"
 #include "msam/model/cuda_graphs.h"
 #include "msam/model/image_encoder.h"
 #include "msam/model/mask_decoder.h"
@@ -14,31 +15,6 @@
 #include "msam/model/prompt_encoder.h"
 
 namespace msam::model {
-
-// "reference" / "aligned", as checkpoints and run configs spell them; parsing throws
-// msam::Error naming `source` for any other name.
-std::string dense_pe_axes_name(DensePeAxes axes);
-DensePeAxes parse_dense_pe_axes(const std::string& name, const std::string& source);
-
-struct MSAMConfig {
-  ImageEncoderConfig encoder;  // out_chans is the prompt / adapter / decoder width
-  int64_t adapter_heads = 6;
-  int64_t adapter_blocks = 1;
-  int64_t decoder_heads = 8;
-  int64_t decoder_mlp_dim = 2048;
-  int64_t mask_in_chans = 16;
-  DensePeAxes dense_pe_axes = DensePeAxes::kReference;
-
-  int64_t width() const { return encoder.out_chans; }
-  int64_t grid() const { return encoder.grid(); }
-  int64_t low_res_size() const { return 4 * encoder.grid(); }  // the decoder's mask grid
-  // Throws msam::Error naming the inconsistent field.
-  void validate() const;
-  // JSON text stored in checkpoints (metadata "model_config"), so that inference rebuilds
-  // exactly the trained architecture.
-  std::string to_json() const;
-  static MSAMConfig from_json(const std::string& text, const std::string& source);
-};
 
 // Everything per volume that every click reuses.
 struct VolumeContext {

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "msam/interaction/click_protocol.h"
-#include "msam/model/dense_pe_axes.h"
+#include "msam/model/architecture.h"
 
 #if MSAM_HAVE_YAML
 #include <yaml-cpp/yaml.h>
@@ -65,38 +65,22 @@ struct DataConfig {
   int64_t prefetch = 2;
 };
 
-struct EncoderConfig {
-  int64_t embed_dim = 768;
-  int64_t depth = 12;
-  int64_t num_heads = 12;
-  std::vector<int64_t> global_attn_indexes{2, 5, 8, 11};
-  int64_t window = 14;
-  int64_t patch = 16;
-  int64_t img = 128;
-};
-
-struct AdapterConfig {
-  int64_t heads = 6;
-  int64_t blocks = 1;
-};
-
-struct DecoderConfig {
-  int64_t heads = 8;
-  int64_t mlp = 2048;
-};
-
+// The network and how it starts. `architecture` is model::MSAMConfig, whose keys
+// (model::visit) sit directly under `model:` (encoder, prompt_width, lora_rank, adapter,
+// decoder, mask_in_chans, dense_pe_axes); the default is the reference's ViT-B with LoRA 4.
 struct ModelConfig {
-  EncoderConfig encoder;
-  // The encoder neck's out_chans and the width of the prompt encoder, adapter and decoder.
-  // The reference hard-codes 384; smaller widths make a CPU-trainable model.
-  int64_t prompt_width = 384;
-  int64_t lora_rank = 4;  // 0 = no LoRA
-  AdapterConfig adapter;
-  DecoderConfig decoder;
+  model::MSAMConfig architecture = reference_architecture();
   std::string checkpoint;  // .pth or .safetensors to start from; empty = random init
   Freeze freeze = Freeze::kEncoder;
-  // `aligned` only for models trained from scratch: pretrained weights expect `reference`.
-  model::DensePeAxes dense_pe_axes = model::DensePeAxes::kReference;
+
+  // M-SAM's network as train_msam.py builds it: SAM-Med3D-turbo's ViT-B, LoRA of rank 4 on
+  // q and v. `dense_pe_axes: aligned` only for models trained from scratch: pretrained
+  // weights expect `reference`.
+  static model::MSAMConfig reference_architecture() {
+    model::MSAMConfig m;
+    m.encoder.lora_rank = 4;
+    return m;
+  }
 };
 
 struct LoopConfig {
