@@ -230,6 +230,9 @@ expect_exit2 "--checkpoint: File does not exist: $W/none.safetensors" "$MSAM" ev
 expect_exit2 "--clicks" "$MSAM" eval --config "$SRC/configs/tiny_cpu.yaml" \
   --checkpoint "$W/run/best.safetensors" --clicks 0
 expect_exit2 "not expected" "$MSAM" prepare --config "$SRC/configs/tiny_cpu.yaml" --no-such-option
+# msam transfer is one process: under a launcher's variables it says what to do instead.
+expect_exit2 "msam transfer runs as one process" env RANK=0 WORLD_SIZE=2 "$MSAM" transfer \
+  --source "$SRC/configs/tiny_cpu.yaml" --target "$SRC/configs/tiny_cpu.yaml" --out "$W/transfer_dp"
 # A run whose crops the checkpoint's model cannot take fails before preparing any data.
 expect_exit2 "the model takes 64³ crops, but the run's data.roi is 32" "$MSAM" eval \
   --config "$SRC/configs/tiny_cpu.yaml" "${SET[@]}" --set data.roi=32 --set model.encoder.img=32 \

@@ -10,6 +10,7 @@
 #include "cli_support.h"
 #include "command.h"
 #include "msam/common/log.h"
+#include "msam/dist/launch.h"
 #include "msam/eval/metric_table.h"
 #include "msam/io/csv.h"
 #include "msam/train/trainer.h"
@@ -44,6 +45,10 @@ std::string checkpoint_for(const std::string& config_path, const std::string& gi
 }
 
 int run(Options o) {
+  // Two trainings and an evaluation in one command: not split across ranks.
+  if (dist::launch_info(dist::process_environment()).distributed())
+    throw Error("msam transfer runs as one process; under torchrun or srun train each side "
+                "with `msam train`, then give --source-checkpoint and --target-checkpoint");
   fs::create_directories(o.out);
   const auto target_ckpt =
       checkpoint_for(o.target_config, o.target_checkpoint, o.out, "target", o.overrides);
