@@ -23,10 +23,8 @@ GradientReducer::GradientReducer(std::shared_ptr<ProcessGroup> group,
     if (!fits) buckets_.push_back(Bucket{{}, 0, opts});
     buckets_.back().params.push_back(k);
     buckets_.back().numel += p.numel();
+    stats_.bytes += bytes;
   }
-  for (const auto& b : buckets_)
-    stats_.bytes += b.numel * static_cast<int64_t>(at::elementSize(
-                                  c10::typeMetaToScalarType(b.options.dtype())));
 }
 
 void GradientReducer::reduce(double weight) {

@@ -77,15 +77,15 @@ int run_local_ranks(int nproc, const std::vector<std::string>& args) {
     for (auto pid : pids)
       if (pid > 0) kill(pid, sig);
   };
+  auto env = process_environment();
+  // A launcher inside a launcher must not read its own rank as the children's.
+  for (const char* k : {"SLURM_PROCID", "SLURM_NTASKS", "TORCHELASTIC_USE_AGENT_STORE"})
+    env.erase(k);
+  env["WORLD_SIZE"] = env["LOCAL_WORLD_SIZE"] = std::to_string(nproc);
+  env["MASTER_ADDR"] = "127.0.0.1";
+  env["MASTER_PORT"] = std::to_string(port);
   for (int r = 0; r < nproc; ++r) {
-    auto env = process_environment();
-    // A launcher inside a launcher must not read its own rank as the children's.
-    for (const char* k : {"SLURM_PROCID", "SLURM_NTASKS", "TORCHELASTIC_USE_AGENT_STORE"})
-      env.erase(k);
     env["RANK"] = env["LOCAL_RANK"] = std::to_string(r);
-    env["WORLD_SIZE"] = env["LOCAL_WORLD_SIZE"] = std::to_string(nproc);
-    env["MASTER_ADDR"] = "127.0.0.1";
-    env["MASTER_PORT"] = std::to_string(port);
     std::vector<std::string> kv;
     for (const auto& [k, v] : env) kv.push_back(k + "=" + v);
     std::vector<char*> envp;

@@ -58,6 +58,11 @@ bool is_loopback(const std::string& addr) {
   return addr == "localhost" || addr.rfind("127.", 0) == 0 || addr == "::1";
 }
 
+// c10d's messages carry a backtrace after their first line.
+std::string first_line(const std::string& message) {
+  return message.substr(0, message.find('\n'));
+}
+
 std::string seconds(std::chrono::milliseconds t) {
   return std::to_string(t.count() / 1000) + " s";
 }
@@ -91,14 +96,14 @@ std::shared_ptr<ProcessGroup> ProcessGroup::connect(const LaunchInfo& launch,
   try {
     tcp = c10::make_intrusive<c10d::TCPStore>(launch.master_addr, so);
   } catch (const std::exception& e) {
-    const std::string first_line = std::string(e.what()).substr(0, std::string(e.what()).find('\n'));
     if (so.isServer)
       throw Error("dist: rank 0 cannot host the rendezvous store on port " +
                   std::to_string(launch.master_port) + " or not every rank joined within " +
-                  seconds(options.timeout) + " (MASTER_PORT; is the port in use?): " + first_line);
+                  seconds(options.timeout) + " (MASTER_PORT; is the port in use?): " +
+                  first_line(e.what()));
     throw Error("dist: " + launch.describe() + " cannot reach the rendezvous store at " + where +
                 " within " + seconds(options.timeout) +
-                " (MASTER_ADDR/MASTER_PORT; is rank 0 running?): " + first_line);
+                " (MASTER_ADDR/MASTER_PORT; is rank 0 running?): " + first_line(e.what()));
   }
   // Keys of an earlier attempt of an elastic job must not be read as this one's.
   const char* restart = std::getenv("TORCHELASTIC_RESTART_COUNT");
@@ -170,8 +175,8 @@ void ProcessGroup::fail(const std::string& what, const std::string& cause) const
   } catch (const std::exception&) {
     peers += "; the rendezvous store on rank 0 does not answer (rank 0 has exited?)";
   }
-  const std::string first_line = cause.substr(0, cause.find('\n'));
-  throw Error("dist: " + launch_.describe() + ": " + what + " failed: " + first_line + peers +
+  throw Error("dist: " + launch_.describe() + ": " + what + " failed: " + first_line(cause) +
+              peers +
               " (a rank that exits or hangs fails the others within dist.timeout = " +
               seconds(options_.timeout) + ")");
 }

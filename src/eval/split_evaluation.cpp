@@ -17,8 +17,7 @@ SplitEvalOptions split_eval_options(const RunSettings& run, const EvalOptions& c
   o.eval = clicks;
   o.eval.protocol = interaction::parse_click_protocol(protocol, "--protocol");
   o.eval.amp_dtype = run.amp_dtype;
-  o.device = run.cuda ? torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(run.cuda_index))
-                     : torch::Device(torch::kCPU);
+  o.device = run.device;
   return o;
 }
 

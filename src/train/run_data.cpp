@@ -13,6 +13,13 @@ namespace fs = std::filesystem;
 
 namespace msam::train {
 
+void check_global_batch(const Config& config, int ranks) {
+  if (ranks > 1 && config.batch_size % ranks != 0)
+    throw Error("batch_size " + std::to_string(config.batch_size) +
+                " (the global batch) does not divide among " + std::to_string(ranks) +
+                " ranks; use a multiple of " + std::to_string(ranks));
+}
+
 torch::Device device_of(const Config& config, int local_rank) {
   if (config.device == DeviceKind::kCuda) {
     if (!torch::cuda::is_available())
@@ -84,7 +91,6 @@ RunData prepare_run_data(const Config& config, const data::CaseReader& reader,
     }
     spdlog::info("data: " + report.summary() + " (cache " + out.cache_dir + ")");
   }
-  if (group) group->barrier("waiting for every rank's data preparation");
   std::vector<std::string> ids;
   for (const auto& c : cases) ids.push_back(c.id);
   std::vector<std::string> missing;

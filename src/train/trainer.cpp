@@ -74,10 +74,7 @@ Trainer::Trainer(Config config, std::string config_source, TrainerOptions option
       options_(std::move(options)),
       device_(device_of(config_, options_.group ? options_.group->launch().local_rank : 0)) {
   if (config_.threads > 0) torch::set_num_threads(static_cast<int>(config_.threads));
-  if (world() > 1 && config_.batch_size % world() != 0)
-    throw Error("batch_size " + std::to_string(config_.batch_size) +
-                " (the global batch) does not divide among " + std::to_string(world()) +
-                " ranks; use a multiple of " + std::to_string(world()));
+  check_global_batch(config_, world());
   if (options_.group && options_.group->cuda() != device_.is_cuda())
     throw Error("dist: the process group's backend (" +
                 std::string(options_.group->cuda() ? "NCCL" : "Gloo") +

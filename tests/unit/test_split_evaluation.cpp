@@ -149,7 +149,8 @@ TEST(SplitEvaluation, OptionsFromTheRun) {
   clicks.clicks = 4;
   clicks.multi_click = true;
   clicks.threshold = 0;
-  const auto o = eval::split_eval_options({true, at::kBFloat16}, clicks, "fnfp5050");
+  const auto o = eval::split_eval_options({torch::Device(torch::kCUDA), at::kBFloat16}, clicks,
+                                           "fnfp5050");
   EXPECT_TRUE(o.device.is_cuda());
   EXPECT_EQ(o.eval.amp_dtype, at::kBFloat16);
   EXPECT_EQ(o.eval.protocol, interaction::ClickProtocol::kFnFp5050);

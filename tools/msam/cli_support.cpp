@@ -12,6 +12,7 @@
 #include "msam/imageio/image_io.h"
 #endif
 #include "msam/train/checkpoint.h"
+#include "msam/train/run_data.h"
 
 namespace msam::cli {
 
@@ -152,8 +153,8 @@ void add_click_options(CLI::App& app, eval::EvalOptions& options, std::string& p
 }
 
 eval::RunSettings run_settings(const train::Config& run) {
-  return {run.device == train::DeviceKind::kCuda, train::amp_dtype(run.precision),
-          dist::launch_info(dist::process_environment()).local_rank};
+  return {train::device_of(run, dist::launch_info(dist::process_environment()).local_rank),
+          train::amp_dtype(run.precision)};
 }
 
 std::shared_ptr<dist::ProcessGroup> join_process_group(const train::Config& run) {

@@ -29,10 +29,9 @@ const std::vector<std::string>& split_entries(const train::RunData& data,
   throw Error("--split: unknown split '" + split + "' (train, val, test)");
 }
 
-eval::SplitScores evaluate_model(const Options& o, const train::Config& config,
-                                 model::MSAM& model, const std::vector<std::string>& entries,
-                                 const std::string& out_dir,
-                                 std::shared_ptr<dist::ProcessGroup> group) {
+eval::SplitEvalOptions model_eval_options(const Options& o, const train::Config& config,
+                                          const std::string& out_dir,
+                                          std::shared_ptr<dist::ProcessGroup> group) {
   auto options = eval::split_eval_options(run_settings(config), o.clicks, o.protocol);
   options.group = std::move(group);
   options.out_dir = out_dir;
@@ -40,8 +39,7 @@ eval::SplitScores evaluate_model(const Options& o, const train::Config& config,
   options.save_masks = o.save_masks;
   options.overlays = o.overlays;
   options.model_name = o.checkpoint;
-  auto hooks = split_eval_hooks();
-  return eval::evaluate_split(model, entries, options, hooks);
+  return options;
 }
 
 eval::SplitScores score_masks(const Options& o, const std::vector<std::string>& entries,
@@ -69,10 +67,11 @@ int run(const Options& o) {
         (std::filesystem::path(out_dir) / "eval.log").string(), false);
   // The model first: a run whose crops it cannot take fails before any data is prepared.
   model::MSAM model{nullptr};
+  eval::SplitEvalOptions options;
   if (!o.checkpoint.empty()) {
+    options = model_eval_options(o, config, out_dir, group);
     std::string summary;
-    model = load_inference_model(
-        o.checkpoint, train::device_of(config, group ? group->launch().local_rank : 0), &summary);
+    model = load_inference_model(o.checkpoint, options.device, &summary);
     spdlog::info(summary);
     check_run_against_checkpoint(o.checkpoint, model->config(), config);
   }
@@ -80,7 +79,7 @@ int run(const Options& o) {
   const auto& entries = split_entries(data, o.split);
   eval::SplitScores scores;
   if (o.predictions.empty())
-    scores = evaluate_model(o, config, model, entries, out_dir, group);
+    scores = eval::evaluate_split(model, entries, options, split_eval_hooks());
   else if (main)  // scoring masks is quick: rank 0 does it while the others wait
     scores = score_masks(o, entries, out_dir);
   if (group && !o.predictions.empty()) group->barrier("waiting for rank 0 to score the masks");

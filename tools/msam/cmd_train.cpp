@@ -42,11 +42,7 @@ int run(const Options& o) {
       throw Error("--nproc " + std::to_string(o.nproc) +
                   ": this process was already started as a rank by a launcher (RANK/WORLD_SIZE "
                   "or SLURM_PROCID are set); use one or the other");
-    if (config.batch_size % o.nproc != 0)
-      throw Error("--nproc " + std::to_string(o.nproc) + ": batch_size " +
-                  std::to_string(config.batch_size) +
-                  " (the global batch) does not divide among " + std::to_string(o.nproc) +
-                  " ranks");
+    train::check_global_batch(config, o.nproc);  // before any rank starts
     return dist::run_local_ranks(o.nproc, rank_command_line());
   }
   train::TrainerOptions to;

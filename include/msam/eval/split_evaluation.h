@@ -16,13 +16,12 @@
 
 namespace msam::eval {
 
-// What a run configuration says about how its model runs: train::Config's device, and its
-// precision as an autocast dtype. eval sits beside train, not above it, so the caller
-// reads these two off the configuration.
+// What a run configuration says about how its model runs: its device (train::device_of, this
+// rank's GPU), and its precision as an autocast dtype. eval sits beside train, not above it,
+// so the caller reads these two off the configuration.
 struct RunSettings {
-  bool cuda = false;
+  torch::Device device{torch::kCPU};
   at::ScalarType amp_dtype = at::kFloat;
-  int cuda_index = 0;  // the GPU of this rank (its local rank)
 };
 
 struct SplitEvalOptions {

@@ -32,6 +32,10 @@ struct RunData {
 RunData prepare_run_data(const Config& config, const data::CaseReader& reader,
                          dist::ProcessGroup* group = nullptr);
 
+// `batch_size` is the global batch of a data-parallel run: it must divide among `ranks`, else
+// an Error naming both.
+void check_global_batch(const Config& config, int ranks);
+
 // The run's device; for CUDA the GPU of this local rank.
 torch::Device device_of(const Config& config, int local_rank = 0);
 
