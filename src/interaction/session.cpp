@@ -162,6 +162,44 @@ Session::Window& Session::window(const data::Index3& center) {
   return windows_.front().second;
 }
 
+std::optional<data::Index3> Session::first_center() const {
+  const int64_t S = model_->config().encoder.img_size, reach = S / 2 - S / 8;
+  std::optional<data::Index3> center;
+  data::Point3 acc{0, 0, 0};
+  double n = 0;
+  for (size_t i = 0; i < clicks_.size(); ++i) {
+    if (clicks_[i].label != kForeground) continue;
+    const auto& v = click_voxels_[i];
+    for (int a = 0; a < 3; ++a) acc[a] += v[a];
+    n += 1;
+    bool kept = center.has_value();
+    for (int a = 0; a < 3 && kept; ++a) kept = std::abs(v[a] - (*center)[a]) <= reach;
+    if (!kept) center = data::Index3{std::llround(acc[0] / n), std::llround(acc[1] / n),
+                                     std::llround(acc[2] / n)};
+  }
+  return center;
+}
+
+torch::Tensor Session::adapted(Window& w, const torch::Tensor& mask) {
+  if (w.prepared.defined() && w.prepared_mask.is_same(mask)) return w.prepared;
+  return model_->adapt(w.context, mask);
+}
+
+int Session::prepare_next_click() {
+  if (!split_clicks()) return 0;
+  torch::NoGradGuard no_grad;
+  int prepared = 0;
+  for (const auto& report : summary_.windows)
+    for (auto& [center, w] : windows_) {
+      if (center != report.center || w.low_res.empty()) continue;
+      if (w.prepared.defined() && w.prepared_mask.is_same(w.low_res.back())) continue;
+      w.prepared = model_->adapt(w.context, w.low_res.back());
+      w.prepared_mask = w.low_res.back();
+      ++prepared;
+    }
+  return prepared;
+}
+
 torch::Tensor Session::run_window(Window& w, const std::vector<Click>& clicks) {
   // Clicks already run in this window, in the same order, are not run again.
   size_t kept = 0;
@@ -173,8 +211,13 @@ torch::Tensor Session::run_window(Window& w, const std::vector<Click>& clicks) {
   for (size_t k = kept; k < clicks.size(); ++k) {
     const size_t first = options_.multi_click ? 0 : k;
     const auto batch = to_batch({clicks.begin() + first, clicks.begin() + k + 1}, options_.device);
-    const auto previous = k == 0 ? torch::zeros({1, 1, r, r, r}, options_.device) : w.low_res[k - 1];
-    w.low_res.push_back(model_->click(w.context, batch.points, batch.labels, previous).low_res_masks);
+    if (!w.no_mask.defined()) w.no_mask = torch::zeros({1, 1, r, r, r}, options_.device);
+    const auto& previous = k == 0 ? w.no_mask : w.low_res[k - 1];
+    w.low_res.push_back(
+        (split_clicks()
+             ? model_->decode(w.context, adapted(w, previous), batch.points, batch.labels)
+             : model_->click(w.context, batch.points, batch.labels, previous))
+            .low_res_masks);
     w.done.push_back(clicks[k]);
   }
   return model_->upsample(w.low_res.back())[0][0].to(torch::kCPU, torch::kFloat);
@@ -189,20 +232,9 @@ SegmentationSummary Session::recompute(Clock::time_point start) {
   const int64_t S = model_->config().encoder.img_size;
   const double t = options_.threshold;
 
-  data::Index3 center{0, 0, 0};
-  double n = 0;
-  data::Point3 acc{0, 0, 0};
-  for (size_t i = 0; i < clicks_.size(); ++i)
-    if (clicks_[i].label == kForeground) {
-      for (int a = 0; a < 3; ++a) acc[a] += click_voxels_[i][a];
-      n += 1;
-    }
   // Without a foreground click there is nothing to segment: the mask stays empty.
   std::deque<std::pair<data::Index3, std::vector<Click>>> queue;
-  if (n > 0) {
-    for (int a = 0; a < 3; ++a) center[a] = std::llround(acc[a] / n);
-    queue.push_back({center, {}});
-  }
+  if (const auto center = first_center()) queue.push_back({*center, {}});
   std::set<data::Index3> visited;
   int windows = 0;
   while (!queue.empty() && windows < options_.max_windows) {

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "msam/common/cpu_upsample.h"
 #include "msam/common/error.h"
 #include "msam/io/pth_import.h"
 #include "msam/common/names.h"
@@ -72,18 +73,25 @@ MaskPrediction MSAMImpl::click(const VolumeContext& ctx, const torch::Tensor& po
 MaskPrediction MSAMImpl::click_eager(const VolumeContext& ctx, const torch::Tensor& points,
                                      const torch::Tensor& labels,
                                      const torch::Tensor& low_res_mask) {
-  auto prompts = prompt_encoder(points, labels, low_res_mask);
-  auto src = adapter->forward(ctx.adapter_image, prompts.dense);
-  return mask_decoder->forward(src, ctx.dense_pe, prompts.sparse.to(src.scalar_type()), false);
+  return decode(ctx, adapt(ctx, low_res_mask), points, labels);
+}
+
+torch::Tensor MSAMImpl::adapt(const VolumeContext& ctx, const torch::Tensor& low_res_mask) {
+  return adapter->forward(ctx.adapter_image, prompt_encoder->dense(low_res_mask));
+}
+
+MaskPrediction MSAMImpl::decode(const VolumeContext& ctx, const torch::Tensor& adapted,
+                                const torch::Tensor& points, const torch::Tensor& labels) {
+  auto sparse = prompt_encoder->sparse(points, labels);
+  if (adapted.size(0) != sparse.size(0))
+    throw Error("click: " + std::to_string(sparse.size(0)) + " click sets for " +
+                std::to_string(adapted.size(0)) + " mask prompts (one per volume)");
+  return mask_decoder->forward(adapted, ctx.dense_pe, sparse.to(adapted.scalar_type()), false);
 }
 
 torch::Tensor MSAMImpl::upsample(const torch::Tensor& low_res) const {
   const int64_t s = config_.encoder.img_size;
-  return torch::nn::functional::interpolate(
-      low_res, torch::nn::functional::InterpolateFuncOptions()
-                   .size(std::vector<int64_t>{s, s, s})
-                   .mode(torch::kTrilinear)
-                   .align_corners(false));
+  return cpu::upsample_trilinear(low_res, {s, s, s});
 }
 
 namespace {

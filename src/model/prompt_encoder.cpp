@@ -82,9 +82,7 @@ torch::Tensor PromptEncoder3DImpl::embed_points(const torch::Tensor& points,
   return pe;
 }
 
-PromptEmbeddings PromptEncoder3DImpl::forward(const torch::Tensor& points,
-                                              const torch::Tensor& labels,
-                                              const std::optional<torch::Tensor>& mask) {
+torch::Tensor PromptEncoder3DImpl::sparse(const torch::Tensor& points, const torch::Tensor& labels) {
   if (points.dim() != 3 || points.size(2) != 3)
     throw Error("prompt encoder: points must be B×N×3 (d,h,w), got " + shape_str(points.sizes()));
   if (labels.dim() != 2 || labels.size(0) != points.size(0) || labels.size(1) != points.size(1))
@@ -97,17 +95,31 @@ PromptEmbeddings PromptEncoder3DImpl::forward(const torch::Tensor& points,
   // and a check would wait for the GPU at every click (and cannot be graph-captured).
   if (labels.is_cpu() && labels.numel() > 0 && ((labels < -1) | (labels > 1)).any().item<bool>())
     throw Error("prompt encoder: labels must be 1 (foreground), 0 (background) or -1 (no point)");
-  const int64_t B = points.size(0), g = options_.image_embedding_size;
-  const auto dtype = no_mask_embed->weight.scalar_type();
+  return embed_points(points, labels).to(no_mask_embed->weight.scalar_type());
+}
+
+torch::Tensor PromptEncoder3DImpl::dense(const torch::Tensor& mask) {
+  const int64_t m = 4 * options_.image_embedding_size;
+  if (mask.dim() != 5 || mask.size(1) != 1 || mask.size(2) != m || mask.size(3) != m ||
+      mask.size(4) != m)
+    throw Error("prompt encoder: mask must be [B, 1, " + std::to_string(m) + ", " +
+                std::to_string(m) + ", " + std::to_string(m) + "], got " +
+                shape_str(mask.sizes()));
+  return mask_downscaling->forward(
+      mask.to(no_mask_embed->weight.device(), no_mask_embed->weight.scalar_type()));
+}
+
+PromptEmbeddings PromptEncoder3DImpl::forward(const torch::Tensor& points,
+                                              const torch::Tensor& labels,
+                                              const std::optional<torch::Tensor>& mask) {
   PromptEmbeddings out;
-  out.sparse = embed_points(points, labels).to(dtype);
+  out.sparse = sparse(points, labels);
+  const int64_t B = points.size(0), g = options_.image_embedding_size;
   if (mask) {
-    const int64_t m = 4 * g;
-    if (mask->dim() != 5 || mask->size(0) != B || mask->size(1) != 1 || mask->size(2) != m ||
-        mask->size(3) != m || mask->size(4) != m)
-      throw Error("prompt encoder: mask must be " + shape_str({B, 1, m, m, m}) + ", got " +
-                  shape_str(mask->sizes()));
-    out.dense = mask_downscaling->forward(mask->to(no_mask_embed->weight.device(), dtype));
+    if (mask->dim() != 5 || mask->size(0) != B)
+      throw Error("prompt encoder: mask must be " + shape_str({B, 1, 4 * g, 4 * g, 4 * g}) +
+                  ", got " + shape_str(mask->sizes()));
+    out.dense = dense(*mask);
   } else {
     out.dense = no_mask_embed->weight.reshape({1, -1, 1, 1, 1}).expand({B, -1, g, g, g});
   }

@@ -11,6 +11,8 @@
 #include <sstream>
 #include <tuple>
 
+#include <spdlog/spdlog.h>
+
 #include "msam/common/error.h"
 #include "msam/imageio/image_io.h"
 #include "msam/serve/scan_files.h"
@@ -123,13 +125,24 @@ Server::Server(model::MSAM model, ServerOptions options)
     at::set_num_threads(torch_threads_);
     std::unique_lock<std::mutex> lock(model_queue_mutex_);
     while (true) {
-      model_wake_.wait(lock, [this] { return stopping_ || !model_queue_.empty(); });
-      if (model_queue_.empty()) return;  // stopping, and nothing left to do
-      auto work = std::move(model_queue_.front());
-      model_queue_.pop_front();
-      lock.unlock();
-      work();
-      lock.lock();
+      model_wake_.wait(lock, [this] {
+        return stopping_ || !model_queue_.empty() || !prepare_queue_.empty();
+      });
+      if (!model_queue_.empty()) {
+        auto work = std::move(model_queue_.front());
+        model_queue_.pop_front();
+        lock.unlock();
+        work();
+        lock.lock();
+      } else if (stopping_) {
+        return;  // nothing a request waits for is left
+      } else {
+        auto stored = std::move(prepare_queue_.front());
+        prepare_queue_.pop_front();
+        lock.unlock();
+        prepare(stored);
+        lock.lock();
+      }
     }
   });
   reaper_ = std::thread([this] {
@@ -159,6 +172,31 @@ void Server::on_model_thread(const std::function<void()>& work) {
   }
   model_wake_.notify_one();
   done.get();  // rethrows what `work` threw
+}
+
+void Server::queue_prepare(const std::shared_ptr<StoredSession>& stored) {
+  {
+    std::lock_guard<std::mutex> lock(model_queue_mutex_);
+    for (const auto& queued : prepare_queue_)
+      if (queued.lock() == stored) return;
+    prepare_queue_.push_back(stored);
+  }
+  model_wake_.notify_one();
+}
+
+void Server::prepare(const std::weak_ptr<StoredSession>& weak) {
+  auto stored = weak.lock();
+  if (!stored) return;  // deleted or expired meanwhile
+  // A request that holds the session does its own work (and queues this again after it).
+  std::unique_lock<std::mutex> lock(stored->mutex, std::try_to_lock);
+  if (!lock.owns_lock()) return;
+  try {
+    stored->session.prepare_next_click();
+  } catch (const std::exception& e) {
+    // The click itself will compute the same and report any error to its request.
+    spdlog::warn("preparing the next click of {} failed: {}", stored->session.scan().source,
+                 e.what());
+  }
 }
 
 int Server::bind() {
@@ -298,10 +336,13 @@ void Server::routes() {
   auto change = [this, session_of](auto apply) {
     return guarded([this, session_of, apply](const httplib::Request& req, httplib::Response& res) {
       auto stored = session_of(req);
-      std::lock_guard<std::mutex> lock(stored->mutex);
-      interaction::SegmentationSummary summary;
-      on_model_thread([&] { summary = apply(req, stored->session); });
-      reply(res, 200, summary_json(summary));
+      {
+        std::lock_guard<std::mutex> lock(stored->mutex);
+        interaction::SegmentationSummary summary;
+        on_model_thread([&] { summary = apply(req, stored->session); });
+        reply(res, 200, summary_json(summary));
+      }
+      queue_prepare(stored);
     });
   };
   http.Post(id_pattern + "/clicks", change([](const httplib::Request& req, interaction::Session& s) {

@@ -105,6 +105,24 @@ TEST(SmallModel, RunsEndToEndWithExpectedShapes) {
   EXPECT_FALSE(torch::allclose(single.low_res_masks[0], single.low_res_masks[1]));
 }
 
+// A click split where a session splits it (the mask prompt's adapter pass ahead, the clicks'
+// decoder later) is the click, bit for bit; a mask prompt of another batch is an error.
+TEST(SmallModel, AdaptThenDecodeIsTheClick) {
+  torch::NoGradGuard no_grad;
+  auto net = test::tiny_model(5);
+  auto ctx = net->encode(torch::randn({2, 1, 64, 64, 64}));
+  auto points = torch::tensor({{{10, 20, 30}, {40, 12, 33}}, {{5, 6, 7}, {50, 40, 30}}});
+  auto labels = torch::tensor({{1, 0}, {1, 1}});
+  auto previous = torch::randn({2, 1, 32, 32, 32});
+  auto whole = net->click_eager(ctx, points, labels, previous);
+  auto split = net->decode(ctx, net->adapt(ctx, previous), points, labels);
+  EXPECT_TRUE(torch::equal(whole.low_res_masks, split.low_res_masks));
+  EXPECT_TRUE(torch::equal(whole.iou_pred, split.iou_pred));
+  EXPECT_THROW(net->decode(ctx, net->adapt(ctx, previous), points.slice(0, 0, 1),
+                           labels.slice(0, 0, 1)),
+               Error);
+}
+
 TEST(ModelInputChecks, BadPromptsAreErrors) {
   model::PromptEncoderOptions po;
   po.embed_dim = kWidth;

@@ -1,6 +1,8 @@
 // interaction::Session without ITK: clicks one at a time equal all at once, undo gives the
 // previous mask back, the three coordinate spaces agree, bad scans and clicks are refused
-// without changing anything, and the windows follow a mask that leaves the first one.
+// without changing anything, the windows follow a mask that leaves the first one, the first
+// window stays where it is for clicks well inside it, and a click prepared in the pause before
+// it gives the mask it gives unprepared.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -118,4 +120,45 @@ TEST(Session, WindowsFollowAMaskBeyondTheFirst) {
   EXPECT_EQ(summary.windows.size(), 3u);
   EXPECT_FALSE(summary.contained);
   EXPECT_NE(summary.windows[0].center, summary.windows[1].center);
+}
+
+// The first window is placed on the first foreground click and kept for a foreground click
+// well inside it (no new encoding), moved to the clicks' mean by one beyond an eighth of the
+// window from its faces, and undo puts it back.
+TEST(Session, FirstWindowStaysForClicksWellInsideIt) {
+  interaction::Session s(test::tiny_model(11), scan(), {});
+  const auto first = s.add_click({{40, 30, 20}, interaction::kForeground, Space::kVoxel});
+  ASSERT_FALSE(first.windows.empty());
+  const auto center = first.windows[0].center;
+  const auto near = s.add_click({{44, 33, 22}, interaction::kForeground, Space::kVoxel});
+  EXPECT_EQ(near.windows[0].center, center);
+  // 40 voxels from the centre along the scan's first axis: beyond 64/2 - 64/8 = 24.
+  const auto far = s.add_click({{80, 30, 20}, interaction::kForeground, Space::kVoxel});
+  EXPECT_NE(far.windows[0].center, center);
+  EXPECT_EQ(s.undo().windows[0].center, center);
+}
+
+TEST(Session, PreparedClicksGiveTheSameMask) {
+  const std::vector<UserClick> clicks = {{{40, 30, 20}, interaction::kForeground, Space::kVoxel},
+                                         {{47, 30, 20}, interaction::kBackground, Space::kVoxel},
+                                         {{38, 26, 21}, interaction::kForeground, Space::kVoxel}};
+  interaction::SessionOptions o;
+  o.multi_click = true;
+  interaction::Session prepared(test::tiny_model(11), scan(), o),
+      plain(test::tiny_model(11), scan(), o);
+  EXPECT_EQ(prepared.prepare_next_click(), 0);  // no window yet
+  for (const auto& c : clicks) {
+    prepared.add_click(c);
+    plain.add_click(c);
+    EXPECT_EQ(prepared.prepare_next_click(), 1);
+    EXPECT_EQ(prepared.prepare_next_click(), 0);  // already prepared
+    EXPECT_TRUE(torch::equal(mask_of(prepared), mask_of(plain)));
+  }
+  prepared.undo();
+  plain.undo();
+  prepared.prepare_next_click();
+  prepared.add_click(clicks.back());
+  plain.add_click(clicks.back());
+  EXPECT_TRUE(torch::equal(mask_of(prepared), mask_of(plain)));
+  EXPECT_TRUE(torch::equal(prepared.probabilities().data, plain.probabilities().data));
 }

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <sstream>
 #include <vector>
 
@@ -49,14 +50,18 @@ struct Options {
   std::string batch_sizes = "2,8";
   int train_repeats = 5;
   int serve_clicks = 0;  // > 0: time this many clicks through msam serve's HTTP API
+  // The reference's encoder, one click and encoder + 10 clicks (ms) measured on this machine;
+  // empty: the H200 figures below, on CUDA only.
+  std::string reference;
 };
 
 // The reference Python implementation (SAM-Med3D + M-SAM, PyTorch 2.11, fp32, random
 // weights) measured on an NVIDIA H200 (issue 6): the figures msam's CUDA numbers are
 // compared with. Only meaningful on the same card.
-constexpr double kRefLoopSeconds = 0.225;  // encoder + 10 clicks, batch 1
-constexpr double kRefEncoderSeconds = 0.036;
-constexpr double kRefClickSeconds = 0.0189;
+struct RefInference {
+  double encoder_seconds, click_seconds, loop_seconds;  // loop: encoder + 10 clicks, batch 1
+};
+constexpr RefInference kRefH200{0.036, 0.0189, 0.225};
 struct RefTraining {
   int64_t batch;
   double samples_per_second, peak_gib;
@@ -103,11 +108,11 @@ void row(const std::string& what, const char* fmt, double value, const std::stri
   std::printf("%s\n", note.empty() ? "" : ("   " + note).c_str());
 }
 
-std::string ratio_note(double reference_seconds, double ours_seconds, bool cuda) {
-  if (!cuda) return "";
+std::string ratio_note(const std::optional<double>& reference_seconds, double ours_seconds) {
+  if (!reference_seconds) return "";
   char buf[96];
-  std::snprintf(buf, sizeof buf, "(reference %.1f ms: %.1fx)", reference_seconds * 1e3,
-                reference_seconds / ours_seconds);
+  std::snprintf(buf, sizeof buf, "(reference %.1f ms: %.1fx)", *reference_seconds * 1e3,
+                *reference_seconds / ours_seconds);
   return buf;
 }
 
@@ -166,8 +171,11 @@ double percentile(std::vector<double> v, double q) {
 // (round trip minus the server's own time for it: HTTP, JSON, the socket). Every click is on
 // the same voxel of a 160×160×64 CT-like scan, so each costs one refinement iteration in one
 // window, as a person refining a lesion does; the window's encoding is done before timing.
+// Between clicks a person looks at the mask: the bench pauses `kPause` (in process it prepares
+// the next click there, as the server does while idle).
 void bench_serve(const std::string& label, model::MSAM net, const torch::Device& device,
                  int clicks) {
+  constexpr auto kPause = std::chrono::milliseconds(400);
   torch::manual_seed(0);
   // Through a file, as the server gets it (a scan read by ITK is an x-fastest view).
   const auto file = serve::volume_bytes(
@@ -181,7 +189,10 @@ void bench_serve(const std::string& label, model::MSAM net, const torch::Device&
   {
     interaction::Session session(net, scan, so);
     session.add_click(click);
-    for (int i = 0; i < clicks; ++i) local.push_back(session.add_click(click).milliseconds);
+    for (int i = 0; i < clicks; ++i) {
+      session.prepare_next_click();
+      local.push_back(session.add_click(click).milliseconds);
+    }
   }
   serve::ServerOptions options;
   options.port = 0;
@@ -204,6 +215,7 @@ void bench_serve(const std::string& label, model::MSAM net, const torch::Device&
     const double ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a).count();
     if (!r || r->status != 200) throw Error("bench --serve: a click failed");
+    std::this_thread::sleep_for(kPause);
     if (i == 0) continue;  // encodes the window
     const double inside = nlohmann::json::parse(r->body).at("ms").get<double>();
     round_trip.push_back(ms);
@@ -225,7 +237,12 @@ void bench_serve(const std::string& label, model::MSAM net, const torch::Device&
 
 // Inference: encoder (fast and padded window paths), one click with and without the
 // per-volume adapter cache, and the whole refinement loop of one volume.
-void bench_inference(const Options& o, const torch::Device& device, const std::string& precision) {
+void bench_inference(const Options& o, const torch::Device& device, const std::string& precision,
+                     const std::optional<RefInference>& ref) {
+  auto ref_of = [&](double RefInference::*field) -> std::optional<double> {
+    if (!ref) return std::nullopt;
+    return (*ref).*field;
+  };
   const bool cuda = device.is_cuda();
   torch::NoGradGuard no_grad;
   torch::manual_seed(0);
@@ -244,7 +261,7 @@ void bench_inference(const Options& o, const torch::Device& device, const std::s
   net->image_encoder(image);  // warm-up
   const double fast = median_seconds(o.repeats, [&] { net->image_encoder(image); }, device);
   row("image encoder, ViT-B 128^3, fast window path" + tag, "%10.1f ms", fast * 1e3,
-      ratio_note(kRefEncoderSeconds, fast, cuda));
+      ratio_note(ref_of(&RefInference::encoder_seconds), fast));
   if (!o.skip_padded && precision == "fp32") {
     net->image_encoder->set_window_path(model::WindowPath::Padded);
     net->image_encoder(image);
@@ -258,7 +275,8 @@ void bench_inference(const Options& o, const torch::Device& device, const std::s
   auto ctx = net->encode(image);
   auto points = torch::tensor({64, 64, 64}, torch::kLong).view({1, 1, 3}).to(device);
   auto labels = torch::ones({1, 1}, torch::kLong).to(device);
-  auto low = torch::zeros({1, 1, 32, 32, 32}, device);
+  // A click after the first: the previous prediction is the mask prompt.
+  auto low = net->click(ctx, points, labels, torch::zeros({1, 1, 32, 32, 32}, device)).low_res_masks;
   auto cached_click = [&] { net->upsample(net->click(ctx, points, labels, low).low_res_masks); };
   auto uncached_click = [&] {
     auto prompts = net->prompt_encoder(points, labels, low);
@@ -267,15 +285,31 @@ void bench_inference(const Options& o, const torch::Device& device, const std::s
                                            prompts.sparse.to(src.scalar_type()), false);
     net->upsample(pred.low_res_masks);
   };
+  // What a person waits for in msam serve: the adapter pass of the previous mask ran in the
+  // pause before the click (Session::prepare_next_click).
+  const auto adapted = net->adapt(ctx, low);
+  auto prepared_click = [&] {
+    net->upsample(net->decode(ctx, adapted, points, labels).low_res_masks);
+  };
   cached_click();
   uncached_click();
+  prepared_click();
   const int click_repeats = std::max(o.repeats, 10);
   const double cached = median_seconds(click_repeats, cached_click, device);
   const double uncached = median_seconds(click_repeats, uncached_click, device);
+  const double prepared = median_seconds(click_repeats, prepared_click, device);
+  auto of_encoder = [&](double seconds) {
+    char buf[48];
+    std::snprintf(buf, sizeof buf, "%.3fx the encoder", seconds / fast);
+    return std::string(buf);
+  };
+  const auto ref_click = ref_of(&RefInference::click_seconds);
   row("one click + upsampling, per-volume adapter cache" + tag, "%10.2f ms", cached * 1e3,
-      ratio_note(kRefClickSeconds, cached, cuda));
+      of_encoder(cached) + (ref_click ? ", " + ratio_note(ref_click, cached) : ""));
   row("one click + upsampling, no cache" + tag, "%10.2f ms", uncached * 1e3);
   row("  speed-up cached vs uncached", "%11.2fx", uncached / cached);
+  row("one click, mask prompt adapted in the pause before" + tag, "%10.2f ms", prepared * 1e3,
+      of_encoder(prepared) + (ref_click ? ", " + ratio_note(ref_click, prepared) : ""));
 
   // The whole interaction as evaluation runs it: encoder, then 10 clicks each sampled from
   // the error region of the previous prediction, the low-res logits fed back.
@@ -291,7 +325,7 @@ void bench_inference(const Options& o, const torch::Device& device, const std::s
   loop();
   const double whole = median_seconds(o.repeats, loop, device);
   row("encoder + 10 sampled clicks (one volume)" + tag, "%10.1f ms", whole * 1e3,
-      ratio_note(kRefLoopSeconds, whole, cuda));
+      ratio_note(ref_of(&RefInference::loop_seconds), whole));
   row("  per click in that loop" + tag, "%10.2f ms", (whole - fast) / 10 * 1e3);
   if (!cuda || !model::CudaGraphCache::supported()) return;
 
@@ -309,11 +343,11 @@ void bench_inference(const Options& o, const torch::Device& device, const std::s
   const double g_whole = median_seconds(o.repeats, loop, device);
   net->set_cuda_graphs(false);
   row("CUDA graphs: encoder + adapter image side" + tag, "%10.1f ms", g_encode * 1e3,
-      ratio_note(kRefEncoderSeconds, g_encode, cuda));
+      ratio_note(ref_of(&RefInference::encoder_seconds), g_encode));
   row("CUDA graphs: one click + upsampling" + tag, "%10.2f ms", g_click * 1e3,
-      ratio_note(kRefClickSeconds, g_click, cuda));
+      ratio_note(ref_click, g_click));
   row("CUDA graphs: encoder + 10 sampled clicks" + tag, "%10.1f ms", g_whole * 1e3,
-      ratio_note(kRefLoopSeconds, g_whole, cuda));
+      ratio_note(ref_of(&RefInference::loop_seconds), g_whole));
   row("  per click in that loop" + tag, "%10.2f ms", (g_whole - g_encode) / 10 * 1e3);
 }
 
@@ -401,7 +435,27 @@ int run(const Options& o) {
               cuda ? (" (" + std::to_string(torch::cuda::device_count()) + " GPU)").c_str() : "",
               torch::get_num_threads(), TORCH_VERSION);
   std::printf("%-52s %12s\n", "what", "median");
-  for (const auto& p : precisions) bench_inference(o, device, p);
+  std::optional<RefInference> ref;
+  if (!o.reference.empty()) {
+    const auto parts = split_list(o.reference);
+    std::vector<double> ms;
+    for (const auto& part : parts) {
+      try {
+        ms.push_back(std::stod(part));
+      } catch (const std::exception&) {
+        ms.clear();
+        break;
+      }
+    }
+    if (ms.size() != 3 || std::any_of(ms.begin(), ms.end(), [](double v) { return !(v > 0); }))
+      throw Error("--reference '" + o.reference +
+                  "': give the reference's encoder, one click and encoder + 10 clicks in ms, "
+                  "e.g. 18900,410,23000");
+    ref = RefInference{ms[0] / 1e3, ms[1] / 1e3, ms[2] / 1e3};
+  } else if (cuda) {
+    ref = kRefH200;
+  }
+  for (const auto& p : precisions) bench_inference(o, device, p, ref);
   if (train)
     for (const auto& p : precisions)
       for (auto b : batches) bench_training(o, device, p, b);
@@ -453,6 +507,10 @@ const Register reg("bench", "Time the encoder, clicks, the click loop and traini
                      app.add_option("--serve", o->serve_clicks,
                                     "also time N clicks through msam serve's HTTP API against "
                                     "the same clicks in process (tiny and ViT-B models)");
+                     app.add_option("--reference", o->reference,
+                                    "the reference's encoder, one click and encoder + 10 clicks "
+                                    "(ms, comma-separated) measured on this machine: rows show "
+                                    "the ratio (default on CUDA: the H200 figures)");
                      app.add_flag("--data", o->data,
                                   "also time the data pipeline (raw CT -> cache -> batch)");
                      return [o] { return run(*o); };

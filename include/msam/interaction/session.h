@@ -2,15 +2,20 @@
 // the mask they give, in the scan's own geometry. `msam segment` runs one with all its clicks,
 // `msam serve` keeps one per viewer.
 //
-// Placement (as `msam segment` has always done): the first model window (the model's input
-// size, e.g. 128³) is centred on the mean of the foreground clicks, and every click inside a
-// window runs as one refinement iteration there, in click order. A mask that reaches a face of
+// Placement: the first model window (the model's input size, e.g. 128³) is centred on the
+// first foreground click and stays there while every foreground click lies at least an eighth
+// of the window inside its faces; a foreground click beyond that re-centres it on the mean of
+// the foreground clicks so far. (A window that moved with every click's mean would encode the
+// scan again for almost every foreground click.) Every click inside a window runs as one
+// refinement iteration there, in click order. A mask that reaches a face of
 // its window that is not the scan's border continues beyond it: a window half a window further
 // is run, prompted at the mask voxel nearest its centre, until the lesion is contained or
 // `max_windows` have run. The result is recomputed from all clicks after each change, but
 // nothing is computed twice: each window's encoding and the low-res logits after each of its
 // clicks are kept, so a click that keeps the windows where they were costs one refinement
-// iteration, and undo costs none.
+// iteration, and undo costs none. The part of that iteration that depends on the previous
+// mask alone (model::MSAMImpl::adapt) can run ahead, in the pause before the next click:
+// prepare_next_click().
 #pragma once
 #include <torch/types.h>
 
@@ -94,6 +99,13 @@ class Session {
   SegmentationSummary reset();  // every click off
   const SegmentationSummary& summary() const { return summary_; }
 
+  // Runs, for each window the last change ran, the mask prompt's part of the next click there
+  // (model::MSAMImpl::adapt of the window's newest low-res logits), so that the next click in
+  // it costs the decoder alone. The same work the click would do, done earlier: results do not
+  // change. Returns the windows prepared (0 when all were already). On the CPU only: on a GPU
+  // a whole click takes milliseconds (and replays a CUDA graph).
+  int prepare_next_click();
+
   // uint8 0/1 and sigmoid probabilities on the scan's own grid and geometry.
   data::Volume mask() const;
   data::Volume probabilities() const;
@@ -104,10 +116,18 @@ class Session {
     data::RoiRecord roi;
     std::vector<Click> done;             // clicks run in this window so far, in order
     std::vector<torch::Tensor> low_res;  // the low-res logits after each of them
+    torch::Tensor no_mask;               // the first click's mask prompt (all zeros)
+    // adapt() of `mask` (one of the tensors above), computed ahead of the click that takes it.
+    torch::Tensor prepared_mask, prepared;
   };
   using Clock = std::chrono::steady_clock;
 
   data::Index3 model_voxel(const UserClick& click) const;  // throws when outside the scan
+  // The first window's centre for the clicks so far (the placement rule above); none without
+  // a foreground click.
+  std::optional<data::Index3> first_center() const;
+  bool split_clicks() const { return options_.device.is_cpu(); }  // adapt() ahead, decode()
+  torch::Tensor adapted(Window& w, const torch::Tensor& mask);
   Window& window(const data::Index3& center);
   torch::Tensor run_window(Window& w, const std::vector<Click>& clicks);  // window logits
   SegmentationSummary recompute(Clock::time_point start);

@@ -35,6 +35,14 @@ class MSAMImpl : public torch::nn::Module {
   // plus the previous low-res logits (B×1×(4g)³) → new low-res logits and predicted IoU.
   MaskPrediction click(const VolumeContext& ctx, const torch::Tensor& points,
                        const torch::Tensor& labels, const torch::Tensor& low_res_mask);
+  // click() in two parts. adapt(): the previous low-res logits as the dense prompt, through the
+  // Mask-Enhanced Adapter with the image (B×width×g³). It does not depend on the clicks, so an
+  // interactive session runs it in the pause before the next click. decode(): the clicks'
+  // sparse prompt and the mask decoder on that. decode(ctx, adapt(ctx, m), p, l) is
+  // click_eager(ctx, p, l, m), op for op.
+  torch::Tensor adapt(const VolumeContext& ctx, const torch::Tensor& low_res_mask);
+  MaskPrediction decode(const VolumeContext& ctx, const torch::Tensor& adapted,
+                        const torch::Tensor& points, const torch::Tensor& labels);
   // The same, always run op by op (what a CUDA graph captures).
   MaskPrediction click_eager(const VolumeContext& ctx, const torch::Tensor& points,
                              const torch::Tensor& labels, const torch::Tensor& low_res_mask);

@@ -50,6 +50,11 @@ class PromptEncoder3DImpl : public torch::nn::Module {
   PromptEmbeddings forward(const torch::Tensor& points, const torch::Tensor& labels,
                            const std::optional<torch::Tensor>& mask = std::nullopt);
 
+  // The two halves of forward(): the clicks' sparse tokens, and the mask's dense embedding
+  // (B×1×(4g)³ logits → B×dim×g³), which does not depend on the clicks.
+  torch::Tensor sparse(const torch::Tensor& points, const torch::Tensor& labels);
+  torch::Tensor dense(const torch::Tensor& mask);
+
   // 1 × dim × g³ positional encoding of the image-embedding grid, in the module's dtype.
   torch::Tensor get_dense_pe();
 

@@ -15,7 +15,10 @@
 // Errors are {"error": "..."}: 400 bad request, 401 missing/wrong token, 403 path outside the
 // data root, 404 unknown session or file, 413 upload too large, 422 click outside the scan or
 // unreadable scan, 503 at the session limit. Model work is serialised (one model, one device);
-// requests that need no model (health, static files, masks) are answered meanwhile.
+// requests that need no model (health, static files, masks) are answered meanwhile. Between a
+// session's clicks, while no request waits for the model, the model thread prepares that
+// session's next click (on the CPU: the Mask-Enhanced Adapter pass of the new mask), so that
+// the click a person makes next costs the mask decoder alone.
 #pragma once
 #include <atomic>
 #include <chrono>
@@ -84,9 +87,14 @@ class Server {
   std::mutex model_queue_mutex_;
   std::condition_variable model_wake_;
   std::deque<std::function<void()>> model_queue_;
+  // Sessions whose next click can be prepared (Session::prepare_next_click) while nobody
+  // waits: the model thread takes them only when no request's work is queued.
+  std::deque<std::weak_ptr<StoredSession>> prepare_queue_;
   std::thread model_thread_;
   // Runs `work` on the model thread and waits for it; its exception comes back here.
   void on_model_thread(const std::function<void()>& work);
+  void queue_prepare(const std::shared_ptr<StoredSession>& stored);
+  static void prepare(const std::weak_ptr<StoredSession>& stored);
   int port_ = 0;
   std::atomic<bool> stopping_{false};
   std::mutex reaper_mutex_;
