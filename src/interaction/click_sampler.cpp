@@ -21,11 +21,13 @@ torch::Tensor unless_empty(const torch::Tensor& primary, const torch::Tensor& fa
   return torch::where(has, primary, fallback);
 }
 
-// `n` uniforms in [0, 1) drawn on the generator's device, then moved to `device`: the
-// same seed gives the same clicks on the CPU and on a GPU. To a GPU through pinned memory
-// and an asynchronous copy, so that sampling a click never waits for the GPU's queue.
-torch::Tensor uniforms(int64_t n, torch::Generator& generator, const torch::Device& device,
-                       const BatchShare& share) {
+}  // namespace
+
+// Drawn on the generator's device, then moved to `device`: the same seed gives the same
+// clicks on the CPU and on a GPU. To a GPU through pinned memory and an asynchronous copy, so
+// that sampling a click never waits for the GPU's queue.
+torch::Tensor batch_uniforms(int64_t n, torch::Generator& generator, const torch::Device& device,
+                             const BatchShare& share) {
   auto u = share.global > 0
                ? torch::rand({share.global}, generator,
                              torch::dtype(torch::kDouble).device(generator.device()))
@@ -37,17 +39,18 @@ torch::Tensor uniforms(int64_t n, torch::Generator& generator, const torch::Devi
   return u.to(device);
 }
 
-// Flat voxel index, B, of a uniform draw among each sample's candidate voxels (non-empty):
-// the k-th candidate with k uniform in [0, count), found by binary search in the cumsum.
+// The k-th candidate with k uniform in [0, count), found by binary search in the cumsum.
 torch::Tensor uniform_voxel(const torch::Tensor& candidates, torch::Generator& generator,
                             const BatchShare& share) {
   const auto cum = candidates.flatten(1).to(torch::kLong).cumsum(1);
   const auto count = cum.select(1, -1);
-  const auto u = uniforms(candidates.size(0), generator, candidates.device(), share);
+  const auto u = batch_uniforms(candidates.size(0), generator, candidates.device(), share);
   const auto k = torch::minimum((u * count.to(torch::kDouble)).floor().to(torch::kLong),
                                 count - 1);
   return torch::searchsorted(cum, (k + 1).unsqueeze(1)).squeeze(1);
 }
+
+namespace {
 
 // Voxels of `mask` whose two neighbours along `dim` are in it too; the outside of the tensor
 // counts as outside, as the outside of the volume does.
@@ -136,7 +139,7 @@ Clicks sample_clicks(const torch::Tensor& prev_logits, const torch::Tensor& targ
     case ClickProtocol::kFnFp5050: {
       // Reference: `np.random.random() > 0.5` picks FN.
       const auto fn_first =
-          (uniforms(B, generator, target.device(), share) > 0.5).view({-1, 1, 1, 1, 1});
+          (batch_uniforms(B, generator, target.device(), share) > 0.5).view({-1, 1, 1, 1, 1});
       region = torch::where(fn_first, unless_empty(fn, fp), unless_empty(fp, fn));
       break;
     }

@@ -26,7 +26,8 @@ ClickSource given_clicks(std::vector<Clicks> clicks) {
 
 void run_refinement(model::MSAM& model, const model::VolumeContext& ctx,
                     const RefinementOptions& options, const ClickSource& source,
-                    const std::function<void(const IterationResult&)>& on_iteration) {
+                    const std::function<void(const IterationResult&)>& on_iteration,
+                    const MaskPerturbation& perturb) {
   const int64_t B = ctx.image_embedding.size(0), r = model->config().low_res_size(),
                 S = model->config().encoder.img_size;
   const auto opts = ctx.image_embedding.options();
@@ -35,6 +36,10 @@ void run_refinement(model::MSAM& model, const model::VolumeContext& ctx,
   torch::Tensor low_res = torch::zeros({B, 1, r, r, r}, opts);
   Clicks history;
   for (int64_t i = 0; i < options.iterations; ++i) {
+    if (perturb && i > 0) {
+      low_res = perturb(i, low_res);
+      logits = model->upsample(low_res);
+    }
     Clicks click;
     {
       torch::NoGradGuard no_grad;

@@ -189,6 +189,9 @@ void validate(const Config& c, const std::string& source) {
   // loop, loss
   positive(c.loop.iterations, "loop.iterations");
   finite(c.loop.threshold, "loop.threshold");
+  check.require(c.loop.mask_perturbation >= 0 && c.loop.mask_perturbation <= 1,
+                "loop.mask_perturbation",
+                "is a probability in [0, 1], got " + number(c.loop.mask_perturbation));
 
   // optim
   finite(c.optim.lr, "optim.lr");
@@ -509,6 +512,7 @@ void visit(V& v, Config& c) {
     s("protocol", c.loop.protocol);
     s("multi_click", c.loop.multi_click);
     s("threshold", c.loop.threshold);
+    s("mask_perturbation", c.loop.mask_perturbation);
   });
   v.section("loss", [&](V& s) {
     s("kind", c.loss.kind);

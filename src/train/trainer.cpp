@@ -183,6 +183,9 @@ EpochRecord Trainer::train_epoch(int64_t epoch) {
   lo.world = world();
   data::EpochLoader loader(data_.train, lo, epoch);
   auto gen = torch::make_generator<at::CPUGeneratorImpl>(epoch_seed(config_.seed, epoch, 1));
+  // Its own stream: a run without perturbation keeps the clicks it always had.
+  auto perturb_gen =
+      torch::make_generator<at::CPUGeneratorImpl>(epoch_seed(config_.seed, epoch, 3));
   const StepSettings settings = step_settings(config_);
   EpochRecord rec;
   rec.epoch = epoch + 1;
@@ -209,7 +212,12 @@ EpochRecord Trainer::train_epoch(int64_t epoch) {
         model_, image, target, settings,
         interaction::simulated_clicks(target, settings.refinement, gen,
                                       {batch->offset, batch->global_size}),
-        *optimizer_, *scaler_, sync);
+        *optimizer_, *scaler_, sync,
+        settings.mask_perturbation > 0
+            ? interaction::ball_perturbation(settings.mask_perturbation,
+                                             settings.refinement.threshold, perturb_gen,
+                                             {batch->offset, batch->global_size})
+            : interaction::MaskPerturbation());
     ++global_step_;
     ++batches;
     samples += batch->global_size;

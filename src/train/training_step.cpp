@@ -91,6 +91,7 @@ StepSettings step_settings(const Config& config) {
   s.encoder_frozen = config.model.freeze == Freeze::kEncoder &&
                      config.model.architecture.encoder.lora_rank == 0;
   s.clip_grad_norm = config.optim.clip_grad_norm;
+  s.mask_perturbation = config.loop.mask_perturbation;
   return s;
 }
 
@@ -98,7 +99,8 @@ StepOutput training_step(model::MSAM& model, const torch::Tensor& image,
                          const torch::Tensor& target, const StepSettings& s,
                          const interaction::ClickSource& clicks,
                          torch::optim::Optimizer& optimizer, GradScaler& scaler,
-                         const std::function<void()>& sync_gradients) {
+                         const std::function<void()>& sync_gradients,
+                         const interaction::MaskPerturbation& perturb) {
   StepOutput out;
   if (!image.defined()) {
     // An empty share: no loss, no gradients of its own; the all-reduce fills them in.
@@ -134,7 +136,8 @@ StepOutput training_step(model::MSAM& model, const torch::Tensor& image,
               out.dice_parts = mask_dice_parts(it.logits, target, s.refinement.threshold);
               out.dice = out.dice_parts[0] / out.dice_parts[1];
             }
-          });
+          },
+          perturb);
       out.iteration_losses = torch::stack(losses).detach();
     }
     optimizer.zero_grad();

@@ -26,6 +26,16 @@ struct BatchShare {
   int64_t global = 0;
 };
 
+// n uniform draws in [0, 1) (double) on `device` for this share's samples: drawn for the whole
+// batch from `generator` and this share's part kept.
+torch::Tensor batch_uniforms(int64_t n, torch::Generator& generator, const torch::Device& device,
+                             const BatchShare& share);
+
+// Flat voxel index, B, of a uniform draw among each sample's candidate voxels (B×…, bool;
+// a sample without candidates gets index 0).
+torch::Tensor uniform_voxel(const torch::Tensor& candidates, torch::Generator& generator,
+                            const BatchShare& share);
+
 // The next click for every sample. `prev_logits` and `target` are B×1×D×H×W (target > 0 is
 // foreground); iteration 1 passes all-zero logits, so the error region is the foreground.
 //   random   : uniform over FN ∪ FP (reference `get_next_click3D_torch_2`)

@@ -10,6 +10,7 @@
 
 #include "msam/interaction/click.h"
 #include "msam/interaction/click_sampler.h"
+#include "msam/interaction/mask_perturbation.h"
 #include "msam/model/msam.h"
 
 namespace msam::interaction {
@@ -43,9 +44,12 @@ struct IterationResult {
 // Runs `options.iterations` iterations for a batch whose per-volume work is in `ctx`, the
 // clicks from `source`. `on_iteration` sees every iteration's result (the trainer adds its
 // loss, the evaluator its metrics). Gradients flow through the whole loop, as in the reference
-// (the fed-back logits are not detached); clicks are placed without gradient.
+// (the fed-back logits are not detached); clicks are placed without gradient. `perturb`, when
+// given (training: loop.mask_perturbation), changes the previous prediction before each click
+// after the first; the click is placed on, and the model prompted with, the changed one.
 void run_refinement(model::MSAM& model, const model::VolumeContext& ctx,
                     const RefinementOptions& options, const ClickSource& source,
-                    const std::function<void(const IterationResult&)>& on_iteration);
+                    const std::function<void(const IterationResult&)>& on_iteration,
+                    const MaskPerturbation& perturb = {});
 
 }  // namespace msam::interaction

@@ -91,6 +91,10 @@ struct LoopConfig {
   // picks best.safetensors. A logit: 0 is probability 0.5, a negative value a lower probability
   // (any finite value is valid); the reference's 0.5 is a slip its weights carry.
   double threshold = interaction::kReferenceClickThreshold;
+  // Training only: the probability per sample and iteration after the first that a ball of the
+  // previous prediction is made wrong before the click (interaction/mask_perturbation.h).
+  // 0: the reference's loop.
+  double mask_perturbation = 0;
 };
 
 struct LossConfig {
