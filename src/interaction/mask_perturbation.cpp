@@ -42,9 +42,7 @@ MaskPerturbation ball_perturbation(double probability, double threshold,
       const auto centre = torch::where(is_hole, inside[a].to(torch::kDouble), anywhere[a]);
       std::vector<int64_t> shape = {B, 1, 1, 1, 1};
       shape[2 + a] = r;
-      dist2 = dist2 + (grid.view({1, 1, r}).expand({B, 1, r}) - centre.view({B, 1, 1}))
-                          .pow(2)
-                          .reshape(shape);
+      dist2 = dist2 + (grid.view({1, r}) - centre.view({B, 1})).pow(2).view(shape);
     }
     const auto ball =
         (dist2 <= radius.pow(2).view({B, 1, 1, 1, 1})).logical_and(apply.view({B, 1, 1, 1, 1}));

@@ -157,6 +157,8 @@ Session::Window& Session::window(const data::Index3& center) {
   Window w;
   w.context = model_->encode(crop.unsqueeze(0).unsqueeze(0).to(options_.device));
   w.roi = roi.record;
+  const int64_t r = model_->config().low_res_size();
+  w.no_mask = torch::zeros({1, 1, r, r, r}, options_.device);
   windows_.emplace_front(center, std::move(w));
   while (windows_.size() > std::max<size_t>(1, options_.cached_windows)) windows_.pop_back();
   return windows_.front().second;
@@ -207,11 +209,9 @@ torch::Tensor Session::run_window(Window& w, const std::vector<Click>& clicks) {
     ++kept;
   w.done.resize(kept);
   w.low_res.resize(kept);
-  const int64_t r = model_->config().low_res_size();
   for (size_t k = kept; k < clicks.size(); ++k) {
     const size_t first = options_.multi_click ? 0 : k;
     const auto batch = to_batch({clicks.begin() + first, clicks.begin() + k + 1}, options_.device);
-    if (!w.no_mask.defined()) w.no_mask = torch::zeros({1, 1, r, r, r}, options_.device);
     const auto& previous = k == 0 ? w.no_mask : w.low_res[k - 1];
     w.low_res.push_back(
         (split_clicks()

@@ -213,8 +213,8 @@ EpochRecord Trainer::train_epoch(int64_t epoch) {
         interaction::simulated_clicks(target, settings.refinement, gen,
                                       {batch->offset, batch->global_size}),
         *optimizer_, *scaler_, sync,
-        settings.mask_perturbation > 0
-            ? interaction::ball_perturbation(settings.mask_perturbation,
+        config_.loop.mask_perturbation > 0
+            ? interaction::ball_perturbation(config_.loop.mask_perturbation,
                                              settings.refinement.threshold, perturb_gen,
                                              {batch->offset, batch->global_size})
             : interaction::MaskPerturbation());

@@ -91,7 +91,6 @@ StepSettings step_settings(const Config& config) {
   s.encoder_frozen = config.model.freeze == Freeze::kEncoder &&
                      config.model.architecture.encoder.lora_rank == 0;
   s.clip_grad_norm = config.optim.clip_grad_norm;
-  s.mask_perturbation = config.loop.mask_perturbation;
   return s;
 }
 

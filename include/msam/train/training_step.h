@@ -53,7 +53,6 @@ struct StepSettings {
   at::ScalarType amp_dtype = at::kFloat;  // kBFloat16 / kHalf: CUDA autocast
   bool encoder_frozen = false;            // frozen base and no LoRA: encoder without autograd
   double clip_grad_norm = 0;              // > 0: clip the global gradient norm (unscaled)
-  double mask_perturbation = 0;           // loop.mask_perturbation (the trainer draws it)
 };
 
 struct StepOutput {
@@ -74,7 +73,7 @@ StepSettings step_settings(const Config& config);
 // given, runs between backward and the step (data parallelism: the gradient all-reduce, so
 // that clipping and the fp16 overflow check see the global gradient on every rank). An
 // undefined `image` (a rank whose share of the batch is empty) skips forward and backward.
-// `perturb`: the loop's mask perturbation (settings.mask_perturbation > 0; the trainer's draws).
+// `perturb`: the loop's mask perturbation (loop.mask_perturbation > 0; the trainer's draws).
 StepOutput training_step(model::MSAM& model, const torch::Tensor& image,
                          const torch::Tensor& target, const StepSettings& settings,
                          const interaction::ClickSource& clicks,
