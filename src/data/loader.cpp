@@ -17,30 +17,6 @@ std::vector<size_t> epoch_order(size_t n, uint64_t seed, int64_t epoch, bool shu
   return order;
 }
 
-std::array<bool, 3> sample_flips(uint64_t seed, int64_t epoch, size_t position) {
-  uint64_t state = seed ^ 0xD1B54A32D192ED03ull;
-  state ^= splitmix64(state) + static_cast<uint64_t>(epoch);
-  state ^= splitmix64(state) + static_cast<uint64_t>(position);
-  const auto bits = splitmix64(state);
-  return {(bits & 1) != 0, (bits & 2) != 0, (bits & 4) != 0};
-}
-
-Augmentation sample_augmentation(const AugmentOptions& options, uint64_t seed, int64_t epoch,
-                                 size_t position) {
-  Augmentation a;
-  if (options.random_flips) a.flips = sample_flips(seed, epoch, position);
-  if (options.intensity_scale > 0 || options.intensity_shift > 0) {
-    uint64_t state = seed ^ 0x9E6C63D0676A9A99ull;
-    state ^= splitmix64(state) + static_cast<uint64_t>(epoch);
-    state ^= splitmix64(state) + static_cast<uint64_t>(position);
-    // Uniform in [-1, 1] from the top 53 bits.
-    auto uniform = [&] { return static_cast<double>(splitmix64(state) >> 11) * 0x1p-52 - 1.0; };
-    a.scale = 1.0 + options.intensity_scale * uniform();
-    a.shift = options.intensity_shift * uniform();
-  }
-  return a;
-}
-
 std::pair<size_t, size_t> rank_share(size_t begin, size_t end, int rank, int world) {
   const size_t n = end - begin, r = static_cast<size_t>(rank), w = static_cast<size_t>(world);
   return {begin + n * r / w, begin + n * (r + 1) / w};
@@ -54,15 +30,7 @@ Batch load_batch(const std::vector<std::string>& entries,
     auto c = read_cache_entry(entries[i]);
     if (!images.empty() && !c.image.sizes().equals(images.front().sizes().slice(1)))
       throw file_error(entries[i], "patch size differs from the other samples of the batch");
-    const auto& a = augmentations[i];
-    std::vector<int64_t> dims;
-    for (int64_t d = 0; d < 3; ++d)
-      if (a.flips[d]) dims.push_back(d);
-    if (!dims.empty()) {
-      c.image = c.image.flip(dims);
-      c.label = c.label.flip(dims);
-    }
-    if (a.scale != 1.0 || a.shift != 0.0) c.image = c.image * a.scale + a.shift;
+    apply_augmentation(augmentations[i], c.info.record.patch_geometry.spacing, c.image, c.label);
     images.push_back(c.image.unsqueeze(0));
     labels.push_back(c.label.unsqueeze(0));
   }

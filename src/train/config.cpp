@@ -157,6 +157,12 @@ void validate(const Config& c, const std::string& source) {
                     "spacings must be > 0 mm, got " + number(s));
   non_negative(c.data.min_label_voxels, "data.min_label_voxels");
   positive(c.data.roi, "data.roi");
+  check.require(std::isfinite(c.data.rotation) && c.data.rotation >= 0 && c.data.rotation <= 180,
+                "data.rotation", "must be in [0, 180] degrees, got " + number(c.data.rotation));
+  check.require(std::isfinite(c.data.zoom) && c.data.zoom >= 0 && c.data.zoom < 1, "data.zoom",
+                "must be in [0, 1) (a factor 1 ± it), got " + number(c.data.zoom));
+  check.require(std::isfinite(c.data.gamma) && c.data.gamma >= 0, "data.gamma",
+                "must be >= 0 (γ in [1/(1 + gamma), 1 + gamma]), got " + number(c.data.gamma));
   check.require(std::isfinite(c.data.intensity_scale) && c.data.intensity_scale >= 0 &&
                     c.data.intensity_scale < 1,
                 "data.intensity_scale",
@@ -497,6 +503,9 @@ void visit(V& v, Config& c) {
     s("copy_image_geometry", d.copy_image_geometry);
     s("roi", d.roi);
     s("random_flip", d.random_flip);
+    s("rotation", d.rotation);
+    s("zoom", d.zoom);
+    s("gamma", d.gamma);
     s("intensity_scale", d.intensity_scale);
     s("intensity_shift", d.intensity_shift);
     s("workers", d.workers);

@@ -55,6 +55,9 @@ train::Config dist_run_config(const std::string& data_dir, const std::string& ou
   c.data.workers = 1;
   c.data.intensity_scale = 0.1;  // every augmentation on, so the ranks must agree on them
   c.data.intensity_shift = 0.1;
+  c.data.rotation = 15;
+  c.data.zoom = 0.1;
+  c.data.gamma = 0.3;
   auto& m = c.model.architecture;
   m.encoder.embed_dim = 32;
   m.encoder.depth = 1;

@@ -678,6 +678,21 @@ TEST(Loader, IntensityAugmentationIsSeededBoundedAndLeavesLabelsAlone) {
     EXPECT_TRUE(at::allclose(b->image[0][0], c.image * a.scale + a.shift, 1e-6, 1e-6)) << p;
     EXPECT_TRUE(at::equal(b->label[0][0], c.label)) << p;
   }
+  // Rotation, zoom and gamma: the loader applies the sample's draw with the patch's spacing.
+  opt.augment.rotation_degrees = 20;
+  opt.augment.zoom = 0.1;
+  opt.augment.gamma = 0.5;
+  EpochLoader spatial(entries, opt, 1);
+  for (size_t p = 0; p < entries.size(); ++p) {
+    const auto b = spatial.next();
+    ASSERT_TRUE(b.has_value());
+    auto c = read_cache_entry(entries[p]);
+    const auto a = sample_augmentation(opt.augment, 5, 1, p);
+    EXPECT_TRUE(a.spatial());
+    apply_augmentation(a, c.info.record.patch_geometry.spacing, c.image, c.label);
+    EXPECT_TRUE(at::equal(b->image[0][0], c.image)) << p;
+    EXPECT_TRUE(at::equal(b->label[0][0], c.label)) << p;
+  }
   // Off by default: the reference's loader.
   const auto none = sample_augmentation(AugmentOptions{}, 5, 1, 0);
   EXPECT_EQ(none.scale, 1.0);

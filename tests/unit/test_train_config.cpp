@@ -157,6 +157,9 @@ TEST(TrainConfig, ImpossibleValuesNameTheKey) {
   EXPECT_TRUE(contains(load_error("data:\n  datasets:\n    - root: /a\n      name: a/b\n"), "data.datasets.0.name: must not contain '/'"));
   EXPECT_TRUE(contains(load_error(base, {"data.intensity_scale=1"}), "data.intensity_scale: must be in [0, 1)"));
   EXPECT_TRUE(contains(load_error(base, {"data.intensity_shift=-0.1"}), "data.intensity_shift: must be >= 0"));
+  EXPECT_TRUE(contains(load_error(base, {"data.rotation=181"}), "data.rotation: must be in [0, 180] degrees"));
+  EXPECT_TRUE(contains(load_error(base, {"data.zoom=1"}), "data.zoom: must be in [0, 1)"));
+  EXPECT_TRUE(contains(load_error(base, {"data.gamma=-0.5"}), "data.gamma: must be >= 0"));
   EXPECT_EQ(load_error(base + "precision: bf16\ndevice: cuda\n"), "");
 }
 

@@ -17,23 +17,9 @@
 #include <utility>
 #include <vector>
 
+#include "msam/data/augment.h"
+
 namespace msam::data {
-
-// Training augmentation; all off reproduces the reference's loader without flips.
-struct AugmentOptions {
-  bool random_flips = false;  // torchio RandomFlip(axes=(0, 1, 2)): each axis with p = 0.5
-  // image · s + t with s uniform in [1 − intensity_scale, 1 + intensity_scale] and t uniform in
-  // [−intensity_shift, intensity_shift], on the z-scored patch: scans whose normalisation
-  // statistics differ (another site, brain mask or bias field) look like these.
-  double intensity_scale = 0;
-  double intensity_shift = 0;
-};
-
-// One sample's draw.
-struct Augmentation {
-  std::array<bool, 3> flips{false, false, false};  // (x, y, z)
-  double scale = 1, shift = 0;
-};
 
 struct LoaderOptions {
   int64_t batch_size = 2;
@@ -67,14 +53,6 @@ std::pair<size_t, size_t> rank_share(size_t begin, size_t end, int rank, int wor
 
 // Entry positions in the order of `epoch`: a seeded Fisher–Yates when shuffling.
 std::vector<size_t> epoch_order(size_t n, uint64_t seed, int64_t epoch, bool shuffle);
-
-// Flip decisions (x, y, z) for the sample at `position` of `epoch`.
-std::array<bool, 3> sample_flips(uint64_t seed, int64_t epoch, size_t position);
-
-// The augmentation of the sample at `position` of `epoch`: the flips are sample_flips' (when
-// enabled), the intensity change an independent draw.
-Augmentation sample_augmentation(const AugmentOptions& options, uint64_t seed, int64_t epoch,
-                                 size_t position);
 
 // Reads the given cache entries, augments each and stacks them into one batch (no threads);
 // no entries give a batch with undefined tensors.

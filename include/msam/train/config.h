@@ -57,6 +57,12 @@ struct DataConfig {
   bool copy_image_geometry = false;
   int64_t roi = 128;
   bool random_flip = true;  // training augmentation: flips on all three axes
+  // Training augmentation (data::AugmentOptions): rotation about each axis by up to ±rotation
+  // degrees and a zoom by a factor in [1 − zoom, 1 + zoom] about the patch centre; a gamma
+  // curve with γ in [1/(1 + gamma), 1 + gamma] on the z-scored patch.
+  double rotation = 0;
+  double zoom = 0;
+  double gamma = 0;
   // Training augmentation of intensities after the z-score (data::AugmentOptions): a random
   // factor in [1 − intensity_scale, 1 + intensity_scale] and offset in ±intensity_shift.
   double intensity_scale = 0;

@@ -1,0 +1,57 @@
+// Training augmentation of one cached sample: drawn from (seed, epoch, position in the epoch)
+// alone, so that every worker, rank and rerun applies the same change to the same sample.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+
+namespace msam::data {
+
+// All off reproduces the reference's loader without flips. Each kind has its own draw, so
+// turning one on leaves the others' draws as they were.
+struct AugmentOptions {
+  bool random_flips = false;  // torchio RandomFlip(axes=(0, 1, 2)): each axis with p = 0.5
+  // Rotation about each of the three axes by an angle uniform in ±rotation_degrees, and an
+  // isotropic zoom by a factor uniform in [1 − zoom, 1 + zoom], about the patch centre (the
+  // lesion's) in millimetres: anatomy in other poses and of other sizes than the few
+  // training scans show. Image trilinear, label trilinear ≥ 0.5, both with edge values
+  // outside the patch.
+  double rotation_degrees = 0;
+  double zoom = 0;
+  // Contrast: the z-scored patch mapped to [0, 1] by its min and max, raised to γ,
+  // log-uniform in [1/(1 + gamma), 1 + gamma], and mapped back (nnU-Net's gamma transform):
+  // another scanner's or sequence's curve between dark and bright tissue.
+  double gamma = 0;
+  // image · s + t with s uniform in [1 − intensity_scale, 1 + intensity_scale] and t uniform in
+  // [−intensity_shift, intensity_shift], on the z-scored patch: scans whose normalisation
+  // statistics differ (another site, brain mask or bias field) look like these.
+  double intensity_scale = 0;
+  double intensity_shift = 0;
+};
+
+// One sample's draw.
+struct Augmentation {
+  std::array<bool, 3> flips{false, false, false};  // (x, y, z)
+  std::array<double, 3> angles{0, 0, 0};           // radians, about x, then y, then z
+  double zoom = 1;                                 // > 1 enlarges the content
+  double gamma = 1;
+  double scale = 1, shift = 0;
+  bool spatial() const { return angles != std::array<double, 3>{0, 0, 0} || zoom != 1; }
+};
+
+// Flip decisions (x, y, z) for the sample at `position` of `epoch`.
+std::array<bool, 3> sample_flips(uint64_t seed, int64_t epoch, size_t position);
+
+// The augmentation of the sample at `position` of `epoch`: the flips are sample_flips' (when
+// enabled), the rotation and zoom, the gamma and the intensity change independent draws.
+Augmentation sample_augmentation(const AugmentOptions& options, uint64_t seed, int64_t epoch,
+                                 size_t position);
+
+// Applies `a` to a patch (X×Y×Z float image, uint8 {0, 1} label, voxel `spacing` in mm): flips,
+// rotation and zoom, gamma, then scale and shift. Returns new tensors; a = {} returns the inputs.
+void apply_augmentation(const Augmentation& a, const std::array<double, 3>& spacing, at::Tensor& image,
+                        at::Tensor& label);
+
+}  // namespace msam::data

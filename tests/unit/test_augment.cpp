@@ -1,0 +1,137 @@
+// Training augmentation: draws bounded, seeded and independent per kind; the geometric and
+// intensity changes do what they say on known volumes.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "msam/data/augment.h"
+
+using namespace msam::data;
+
+namespace {
+
+// A ball of `radius` mm at the centre of a patch of `shape` voxels of `spacing` mm.
+at::Tensor ball(at::IntArrayRef shape, const std::array<double, 3>& spacing, double radius) {
+  std::vector<at::Tensor> axes;
+  for (int d = 0; d < 3; ++d)
+    axes.push_back((at::arange(shape[d], at::kDouble) + 0.5 - 0.5 * static_cast<double>(shape[d])) * spacing[d]);
+  const auto g = at::meshgrid(axes, "ij");
+  return (g[0] * g[0] + g[1] * g[1] + g[2] * g[2]).le(radius * radius).to(at::kByte);
+}
+
+}  // namespace
+
+TEST(Augment, NothingDrawnChangesNothing) {
+  const auto a = sample_augmentation(AugmentOptions{}, 3, 2, 1);
+  EXPECT_FALSE(a.spatial());
+  EXPECT_EQ(a.gamma, 1.0);
+  auto image = at::randn({6, 7, 8});
+  auto label = at::randint(0, 2, {6, 7, 8}).to(at::kByte);
+  const auto i0 = image, l0 = label;
+  apply_augmentation(a, {1, 1, 1}, image, label);
+  EXPECT_TRUE(image.is_same(i0));
+  EXPECT_TRUE(label.is_same(l0));
+}
+
+TEST(Augment, DrawsAreBoundedCoverTheirRangeAndKeepTheOtherKinds) {
+  AugmentOptions o;
+  o.rotation_degrees = 30;
+  o.zoom = 0.2;
+  o.gamma = 0.5;
+  double max_angle = 0, min_zoom = 2, max_zoom = 0, min_gamma = 2, max_gamma = 0;
+  for (size_t p = 0; p < 300; ++p) {
+    const auto a = sample_augmentation(o, 9, 4, p);
+    for (double angle : a.angles) {
+      EXPECT_LE(std::abs(angle), 30 * M_PI / 180 + 1e-12);
+      max_angle = std::max(max_angle, std::abs(angle));
+    }
+    min_zoom = std::min(min_zoom, a.zoom);
+    max_zoom = std::max(max_zoom, a.zoom);
+    min_gamma = std::min(min_gamma, a.gamma);
+    max_gamma = std::max(max_gamma, a.gamma);
+  }
+  EXPECT_GT(max_angle, 28 * M_PI / 180);
+  EXPECT_GE(min_zoom, 0.8);
+  EXPECT_LE(max_zoom, 1.2);
+  EXPECT_LT(min_zoom, 0.82);
+  EXPECT_GT(max_zoom, 1.18);
+  EXPECT_GE(min_gamma, 1 / 1.5 - 1e-12);
+  EXPECT_LE(max_gamma, 1.5 + 1e-12);
+  EXPECT_LT(min_gamma, 0.7);
+  EXPECT_GT(max_gamma, 1.4);
+  // Seeded, and each kind its own draw: the flips and intensities of a run stay as they were
+  // when rotation, zoom and gamma are turned on.
+  AugmentOptions base;
+  base.random_flips = true;
+  base.intensity_scale = 0.1;
+  base.intensity_shift = 0.1;
+  AugmentOptions all = base;
+  all.rotation_degrees = 30;
+  all.zoom = 0.2;
+  all.gamma = 0.5;
+  for (size_t p = 0; p < 20; ++p) {
+    const auto a = sample_augmentation(base, 1, 7, p), b = sample_augmentation(all, 1, 7, p);
+    EXPECT_EQ(a.flips, b.flips);
+    EXPECT_EQ(a.scale, b.scale);
+    EXPECT_EQ(a.shift, b.shift);
+    const auto c = sample_augmentation(all, 1, 7, p);
+    EXPECT_EQ(b.angles, c.angles);
+    EXPECT_EQ(b.zoom, c.zoom);
+    EXPECT_EQ(b.gamma, c.gamma);
+  }
+  EXPECT_NE(sample_augmentation(all, 1, 7, 0).angles, sample_augmentation(all, 1, 7, 1).angles);
+  EXPECT_NE(sample_augmentation(all, 1, 8, 0).zoom, sample_augmentation(all, 1, 7, 0).zoom);
+}
+
+TEST(Augment, QuarterTurnMovesVoxelsOntoVoxels) {
+  // About z by 90°: x → y, so output (i, j) reads input (j, n − 1 − i), image and label alike.
+  auto image = at::randn({8, 8, 5});
+  auto label = image.gt(0.5).to(at::kByte);
+  const auto expected_image = image.flip({1}).transpose(0, 1);
+  const auto expected_label = label.flip({1}).transpose(0, 1);
+  Augmentation a;
+  a.angles = {0, 0, M_PI / 2};
+  apply_augmentation(a, {1.2, 1.2, 2.0}, image, label);
+  EXPECT_TRUE(at::allclose(image, expected_image, 1e-4, 1e-4));
+  EXPECT_TRUE(at::equal(label, expected_label));
+}
+
+TEST(Augment, RotationIsInMillimetresAndZoomScalesVolume) {
+  // Anisotropic voxels: a ball in millimetres stays a ball of the same volume under any
+  // rotation (rotating voxel indices would make it an ellipsoid); a zoom by f scales it by f³.
+  const std::array<double, 3> spacing{1.0, 1.0, 2.5};
+  const std::vector<int64_t> shape{40, 40, 16};
+  const auto sphere = ball(shape, spacing, 12.0);
+  const double n0 = sphere.sum().item<double>();
+  auto image = sphere.to(at::kFloat);
+  auto label = sphere.clone();
+  Augmentation a;
+  a.angles = {0.7, -0.4, 0.3};
+  apply_augmentation(a, spacing, image, label);
+  EXPECT_NEAR(label.sum().item<double>() / n0, 1.0, 0.05);
+  // The voxels that changed lie on the ball's surface (partial-volume at 2.5 mm), none inside.
+  EXPECT_TRUE(at::equal(label.mul(ball(shape, spacing, 9.0)), ball(shape, spacing, 9.0)));
+  EXPECT_EQ(label.mul(1 - ball(shape, spacing, 15.0)).sum().item<int64_t>(), 0);
+
+  auto zoomed_image = sphere.to(at::kFloat);
+  auto zoomed = sphere.clone();
+  Augmentation z;
+  z.zoom = 1.2;
+  apply_augmentation(z, spacing, zoomed_image, zoomed);
+  EXPECT_NEAR(zoomed.sum().item<double>() / n0, 1.2 * 1.2 * 1.2, 0.1);
+  EXPECT_EQ(zoomed.scalar_type(), at::kByte);
+}
+
+TEST(Augment, GammaKeepsTheRangeAndTheOrder) {
+  auto image = at::randn({10, 10, 10});
+  auto label = at::zeros({10, 10, 10}, at::kByte);
+  const auto before = image.clone();
+  Augmentation a;
+  a.gamma = 1.4;
+  apply_augmentation(a, {1, 1, 1}, image, label);
+  EXPECT_NEAR(image.min().item<float>(), before.min().item<float>(), 1e-5);
+  EXPECT_NEAR(image.max().item<float>(), before.max().item<float>(), 1e-5);
+  EXPECT_TRUE(at::equal(image.flatten().argsort(), before.flatten().argsort()));
+  EXPECT_LT(image.mean().item<float>(), before.mean().item<float>());  // γ > 1 darkens the middle
+}
