@@ -8,15 +8,16 @@
 namespace msam::data {
 namespace {
 
-// A stream of uniforms in [-1, 1] for one kind of draw of one sample.
+// A stream of random numbers for one kind of draw of one sample.
 class SampleStream {
  public:
   SampleStream(uint64_t kind, uint64_t seed, int64_t epoch, size_t position) : state_(seed ^ kind) {
     state_ ^= splitmix64(state_) + static_cast<uint64_t>(epoch);
     state_ ^= splitmix64(state_) + static_cast<uint64_t>(position);
   }
+  uint64_t bits() { return splitmix64(state_); }
   // From the top 53 bits.
-  double uniform() { return static_cast<double>(splitmix64(state_) >> 11) * 0x1p-52 - 1.0; }
+  double uniform() { return static_cast<double>(bits() >> 11) * 0x1p-52 - 1.0; }
 
  private:
   uint64_t state_;
@@ -67,10 +68,7 @@ at::Tensor sampling_grid(const Augmentation& a, const std::array<double, 3>& spa
 }  // namespace
 
 std::array<bool, 3> sample_flips(uint64_t seed, int64_t epoch, size_t position) {
-  uint64_t state = seed ^ 0xD1B54A32D192ED03ull;
-  state ^= splitmix64(state) + static_cast<uint64_t>(epoch);
-  state ^= splitmix64(state) + static_cast<uint64_t>(position);
-  const auto bits = splitmix64(state);
+  const auto bits = SampleStream(0xD1B54A32D192ED03ull, seed, epoch, position).bits();
   return {(bits & 1) != 0, (bits & 2) != 0, (bits & 4) != 0};
 }
 
