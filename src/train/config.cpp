@@ -157,18 +157,18 @@ void validate(const Config& c, const std::string& source) {
                     "spacings must be > 0 mm, got " + number(s));
   non_negative(c.data.min_label_voxels, "data.min_label_voxels");
   positive(c.data.roi, "data.roi");
-  check.require(std::isfinite(c.data.rotation) && c.data.rotation >= 0 && c.data.rotation <= 180,
-                "data.rotation", "must be in [0, 180] degrees, got " + number(c.data.rotation));
-  check.require(std::isfinite(c.data.zoom) && c.data.zoom >= 0 && c.data.zoom < 1, "data.zoom",
-                "must be in [0, 1) (a factor 1 ± it), got " + number(c.data.zoom));
-  check.require(std::isfinite(c.data.gamma) && c.data.gamma >= 0, "data.gamma",
-                "must be >= 0 (γ in [1/(1 + gamma), 1 + gamma]), got " + number(c.data.gamma));
-  check.require(std::isfinite(c.data.intensity_scale) && c.data.intensity_scale >= 0 &&
-                    c.data.intensity_scale < 1,
+  const auto& aug = c.data.augment;
+  check.require(std::isfinite(aug.rotation_degrees) && aug.rotation_degrees >= 0 && aug.rotation_degrees <= 180,
+                "data.rotation", "must be in [0, 180] degrees, got " + number(aug.rotation_degrees));
+  check.require(std::isfinite(aug.zoom) && aug.zoom >= 0 && aug.zoom < 1, "data.zoom",
+                "must be in [0, 1) (a factor 1 ± it), got " + number(aug.zoom));
+  check.require(std::isfinite(aug.gamma) && aug.gamma >= 0, "data.gamma",
+                "must be >= 0 (γ in [1/(1 + gamma), 1 + gamma]), got " + number(aug.gamma));
+  check.require(std::isfinite(aug.intensity_scale) && aug.intensity_scale >= 0 && aug.intensity_scale < 1,
                 "data.intensity_scale",
-                "must be in [0, 1) (a factor 1 ± it), got " + number(c.data.intensity_scale));
-  check.require(std::isfinite(c.data.intensity_shift) && c.data.intensity_shift >= 0,
-                "data.intensity_shift", "must be >= 0, got " + number(c.data.intensity_shift));
+                "must be in [0, 1) (a factor 1 ± it), got " + number(aug.intensity_scale));
+  check.require(std::isfinite(aug.intensity_shift) && aug.intensity_shift >= 0,
+                "data.intensity_shift", "must be >= 0, got " + number(aug.intensity_shift));
   non_negative(c.data.workers, "data.workers");
   non_negative(c.data.prefetch, "data.prefetch");
 
@@ -502,12 +502,12 @@ void visit(V& v, Config& c) {
     s("min_label_voxels", d.min_label_voxels);
     s("copy_image_geometry", d.copy_image_geometry);
     s("roi", d.roi);
-    s("random_flip", d.random_flip);
-    s("rotation", d.rotation);
-    s("zoom", d.zoom);
-    s("gamma", d.gamma);
-    s("intensity_scale", d.intensity_scale);
-    s("intensity_shift", d.intensity_shift);
+    s("random_flip", d.augment.random_flips);
+    s("rotation", d.augment.rotation_degrees);
+    s("zoom", d.augment.zoom);
+    s("gamma", d.augment.gamma);
+    s("intensity_scale", d.augment.intensity_scale);
+    s("intensity_shift", d.augment.intensity_shift);
     s("workers", d.workers);
     s("prefetch", d.prefetch);
   });

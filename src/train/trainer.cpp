@@ -175,12 +175,7 @@ EpochRecord Trainer::train_epoch(int64_t epoch) {
   lo.workers = static_cast<int>(config_.data.workers);
   lo.prefetch = static_cast<int>(config_.data.prefetch);
   lo.shuffle = true;
-  lo.augment.random_flips = config_.data.random_flip;
-  lo.augment.rotation_degrees = config_.data.rotation;
-  lo.augment.zoom = config_.data.zoom;
-  lo.augment.gamma = config_.data.gamma;
-  lo.augment.intensity_scale = config_.data.intensity_scale;
-  lo.augment.intensity_shift = config_.data.intensity_shift;
+  lo.augment = config_.data.augment;
   lo.seed = static_cast<uint64_t>(config_.seed);
   lo.rank = rank();
   lo.world = world();

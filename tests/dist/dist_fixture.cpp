@@ -53,11 +53,12 @@ train::Config dist_run_config(const std::string& data_dir, const std::string& ou
   c.data.min_label_voxels = 20;
   c.data.roi = 32;
   c.data.workers = 1;
-  c.data.intensity_scale = 0.1;  // every augmentation on, so the ranks must agree on them
-  c.data.intensity_shift = 0.1;
-  c.data.rotation = 15;
-  c.data.zoom = 0.1;
-  c.data.gamma = 0.3;
+  auto& aug = c.data.augment;  // every augmentation on, so the ranks must agree on them
+  aug.intensity_scale = 0.1;
+  aug.intensity_shift = 0.1;
+  aug.rotation_degrees = 15;
+  aug.zoom = 0.1;
+  aug.gamma = 0.3;
   auto& m = c.model.architecture;
   m.encoder.embed_dim = 32;
   m.encoder.depth = 1;

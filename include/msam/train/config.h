@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "msam/data/augment.h"
 #include "msam/interaction/click_protocol.h"
 #include "msam/model/architecture.h"
 
@@ -56,17 +57,10 @@ struct DataConfig {
   // geometry is used for the label too (the reference silently copies one onto the other).
   bool copy_image_geometry = false;
   int64_t roi = 128;
-  bool random_flip = true;  // training augmentation: flips on all three axes
-  // Training augmentation (data::AugmentOptions): rotation about each axis by up to ±rotation
-  // degrees and a zoom by a factor in [1 − zoom, 1 + zoom] about the patch centre; a gamma
-  // curve with γ in [1/(1 + gamma), 1 + gamma] on the z-scored patch.
-  double rotation = 0;
-  double zoom = 0;
-  double gamma = 0;
-  // Training augmentation of intensities after the z-score (data::AugmentOptions): a random
-  // factor in [1 − intensity_scale, 1 + intensity_scale] and offset in ±intensity_shift.
-  double intensity_scale = 0;
-  double intensity_shift = 0;
+  // Training augmentation, its keys directly under `data:` (random_flip, rotation, zoom, gamma,
+  // intensity_scale, intensity_shift; data::AugmentOptions says what each does): flips on, as
+  // in the reference's trainer, the rest off.
+  data::AugmentOptions augment{/*random_flips=*/true};
   int64_t workers = 2;
   int64_t prefetch = 2;
 };
