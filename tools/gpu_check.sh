@@ -38,8 +38,14 @@ done
 export LD_LIBRARY_PATH=$DEPS/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
 
+# The staged spdlog 1.10 needs the fmt 9 it was built with, but the pip wheel ships a newer fmt
+# in torch/include, which its -isystem order puts first: a -I folder holding only fmt 9 comes
+# before every -isystem folder, for spdlog and LibTorch's headers alike.
+mkdir -p "$DEPS/fmt-first"
+ln -sfn "$DEPS/usr/include/fmt" "$DEPS/fmt-first/fmt"
 configure() {
   cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMSAM_WITH_ITK=OFF \
+    -DCMAKE_CXX_FLAGS="-I$DEPS/fmt-first" \
     -DCMAKE_PREFIX_PATH="$TORCH_PREFIX;$DEPS/usr" -DMSAM_GTEST_SOURCE_DIR="$DEPS/googletest" \
     -DZLIB_INCLUDE_DIR="$DEPS/usr/include" -DZLIB_LIBRARY="$ZLIB_LIB" \
     -DMSAM_SHARED_DIR="$DEPS/shared" "$@" >>"$OUT/build.log" 2>&1

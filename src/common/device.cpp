@@ -34,6 +34,27 @@ int64_t peak_memory_bytes(const c10::Device& d) {
   return -1;
 }
 
+int64_t reserved_memory_bytes(const c10::Device& d) {
+#if MSAM_CUDA_MEMORY_STATS
+  if (d.is_cuda()) {
+    const auto stats =
+        c10::cuda::CUDACachingAllocator::getDeviceStats(d.has_index() ? d.index() : 0);
+    return stats.reserved_bytes[0].current;
+  }
+#else
+  (void)d;
+#endif
+  return -1;
+}
+
+void release_cached_memory(const c10::Device& d) {
+#if MSAM_CUDA_MEMORY_STATS
+  if (d.is_cuda()) c10::cuda::CUDACachingAllocator::emptyCache();
+#else
+  (void)d;
+#endif
+}
+
 void set_tf32(bool enabled) {
   at::globalContext().setAllowTF32CuBLAS(enabled);
   at::globalContext().setAllowTF32CuDNN(enabled);

@@ -7,7 +7,9 @@
 #include <cstdlib>
 #include <fstream>
 
-// c10d guards its backends' headers with these; CMake says which backends this build has.
+// c10d guards its backends' headers with these; CMake says which backends' headers this build
+// has (MSAM_HAVE_*). LibTorch's CMake files define USE_C10D_GLOO even where a pip wheel ships
+// no gloo headers, so msam's own guards are MSAM_HAVE_*.
 #if defined(MSAM_HAVE_GLOO) && !defined(USE_C10D_GLOO)
 #define USE_C10D_GLOO
 #endif
@@ -16,10 +18,10 @@
 #endif
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
-#ifdef USE_C10D_GLOO
+#ifdef MSAM_HAVE_GLOO
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #endif
-#ifdef USE_C10D_NCCL
+#ifdef MSAM_HAVE_NCCL
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
@@ -116,7 +118,7 @@ std::shared_ptr<ProcessGroup> ProcessGroup::connect(const LaunchInfo& launch,
 
   try {
     if (options.cuda) {
-#ifdef USE_C10D_NCCL
+#ifdef MSAM_HAVE_NCCL
       auto o = c10d::ProcessGroupNCCL::Options::create();
       o->timeout = options.timeout;
       impl.backend = c10::make_intrusive<c10d::ProcessGroupNCCL>(impl.store, launch.rank,
@@ -126,7 +128,7 @@ std::shared_ptr<ProcessGroup> ProcessGroup::connect(const LaunchInfo& launch,
                   "train on the CPU or build against a CUDA LibTorch");
 #endif
     } else {
-#ifndef USE_C10D_GLOO
+#ifndef MSAM_HAVE_GLOO
       throw Error("dist: this build of msam has no Gloo (gloo headers were not found): CPU "
                   "ranks cannot be connected");
 #else

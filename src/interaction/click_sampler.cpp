@@ -42,9 +42,13 @@ torch::Tensor batch_uniforms(int64_t n, torch::Generator& generator, const torch
 // The k-th candidate with k uniform in [0, count), found by binary search in the cumsum.
 torch::Tensor uniform_voxel(const torch::Tensor& candidates, torch::Generator& generator,
                             const BatchShare& share) {
+  return uniform_voxel(candidates,
+                       batch_uniforms(candidates.size(0), generator, candidates.device(), share));
+}
+
+torch::Tensor uniform_voxel(const torch::Tensor& candidates, const torch::Tensor& u) {
   const auto cum = candidates.flatten(1).to(torch::kLong).cumsum(1);
   const auto count = cum.select(1, -1);
-  const auto u = batch_uniforms(candidates.size(0), generator, candidates.device(), share);
   const auto k = torch::minimum((u * count.to(torch::kDouble)).floor().to(torch::kLong),
                                 count - 1);
   return torch::searchsorted(cum, (k + 1).unsqueeze(1)).squeeze(1);
@@ -119,13 +123,42 @@ torch::Tensor boundary_distance(const torch::Tensor& region) {
   return distance;
 }
 
+int64_t draws_per_click(ClickProtocol protocol) {
+  return protocol == ClickProtocol::kFnFp5050 ? 2 : 1;
+}
+
+torch::Tensor draw_click_uniforms(int64_t clicks, int64_t n, ClickProtocol protocol,
+                                  torch::Generator& generator, const torch::Device& device,
+                                  const BatchShare& share) {
+  if (share.global > 0 && (share.offset < 0 || share.offset + n > share.global))
+    throw Error("click sampling: a share of " + std::to_string(n) + " samples at offset " +
+                std::to_string(share.offset) + " does not lie in a batch of " +
+                std::to_string(share.global));
+  std::vector<torch::Tensor> draws;
+  for (int64_t i = 0; i < clicks * draws_per_click(protocol); ++i)
+    draws.push_back(batch_uniforms(n, generator, generator.device(), share));
+  const auto u = torch::stack(draws).view({clicks, draws_per_click(protocol), n});
+  if (u.device() == device) return u;
+  if (u.is_cpu() && device.is_cuda()) return u.pin_memory().to(device, /*non_blocking=*/true);
+  return u.to(device);
+}
+
 Clicks sample_clicks(const torch::Tensor& prev_logits, const torch::Tensor& target,
                      ClickProtocol protocol, torch::Generator& generator, double threshold,
                      BatchShare share) {
-  if (share.global > 0 && (share.offset < 0 || share.offset + target.size(0) > share.global))
-    throw Error("click sampling: a share of " + std::to_string(target.size(0)) +
-                " samples at offset " + std::to_string(share.offset) +
-                " does not lie in a batch of " + std::to_string(share.global));
+  return sample_clicks(
+      prev_logits, target, protocol,
+      draw_click_uniforms(1, target.size(0), protocol, generator, target.device(), share)[0],
+      threshold);
+}
+
+Clicks sample_clicks(const torch::Tensor& prev_logits, const torch::Tensor& target,
+                     ClickProtocol protocol, const torch::Tensor& uniforms, double threshold) {
+  if (uniforms.dim() != 2 || uniforms.size(0) != draws_per_click(protocol) ||
+      uniforms.size(1) != target.size(0))
+    throw Error("click sampling: expected " + std::to_string(draws_per_click(protocol)) + "×" +
+                std::to_string(target.size(0)) + " uniform draws, got " +
+                c10::str(uniforms.sizes()));
   const auto errors = error_regions(prev_logits, target, threshold);
   const auto& fn = errors.false_negative;
   const auto& fp = errors.false_positive;
@@ -138,8 +171,7 @@ Clicks sample_clicks(const torch::Tensor& prev_logits, const torch::Tensor& targ
       break;
     case ClickProtocol::kFnFp5050: {
       // Reference: `np.random.random() > 0.5` picks FN.
-      const auto fn_first =
-          (batch_uniforms(B, generator, target.device(), share) > 0.5).view({-1, 1, 1, 1, 1});
+      const auto fn_first = (uniforms[0] > 0.5).view({-1, 1, 1, 1, 1});
       region = torch::where(fn_first, unless_empty(fn, fp), unless_empty(fp, fn));
       break;
     }
@@ -155,7 +187,7 @@ Clicks sample_clicks(const torch::Tensor& prev_logits, const torch::Tensor& targ
   // No error: a foreground voxel (label 1); no foreground either: any voxel (label 0).
   const auto truth = target > 0;
   const auto candidates = unless_empty(unless_empty(region, truth), torch::ones_like(truth));
-  const auto index = uniform_voxel(candidates, generator, share);
+  const auto index = uniform_voxel(candidates, uniforms[draws_per_click(protocol) - 1]);
 
   const int64_t H = target.size(3), W = target.size(4);
   const auto d = index.div(H * W, "floor");

@@ -15,6 +15,18 @@ ClickSource simulated_clicks(const torch::Tensor& target, const RefinementOption
   };
 }
 
+ClickSource simulated_clicks(const torch::Tensor& target, const RefinementOptions& options,
+                             const torch::Tensor& uniforms) {
+  if (uniforms.dim() != 3 || uniforms.size(0) < options.iterations)
+    throw Error("refinement: " + std::to_string(options.iterations) +
+                " iterations need that many clicks' uniform draws, got " +
+                c10::str(uniforms.sizes()));
+  return [target, options, uniforms](int64_t index, const torch::Tensor& prev_logits) {
+    return sample_clicks(prev_logits, target, options.protocol, uniforms[index],
+                         options.threshold);
+  };
+}
+
 ClickSource given_clicks(std::vector<Clicks> clicks) {
   return [clicks = std::move(clicks)](int64_t index, const torch::Tensor&) {
     if (index >= static_cast<int64_t>(clicks.size()))

@@ -5,15 +5,13 @@
 #include <string>
 #include <vector>
 
+#include "msam/common/cuda_capture.h"
 #include "msam/common/log.h"
 #include "msam/model/msam.h"
 
 #if MSAM_CUDA_GRAPHS
 #include <ATen/autocast_mode.h>
-#include <ATen/cuda/CUDAEvent.h>
 #include <ATen/cuda/CUDAGraph.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
 #endif
 
 namespace msam::model {
@@ -30,39 +28,12 @@ struct Graph {
   Tensors inputs, outputs;
 };
 
-// Captures fn(static inputs) on a side stream after two eager warm-up runs (cuDNN and cuBLAS
-// choose algorithms and workspaces outside the capture). The autocast cast cache is off during
-// capture: cached casts live outside the graph's memory pool and would dangle in it.
+// Captures fn(static inputs) after two eager warm-up runs.
 std::unique_ptr<Graph> capture(const Tensors& examples, const std::function<Tensors(const Tensors&)>& fn) {
   auto g = std::make_unique<Graph>();
   for (const auto& t : examples) g->inputs.push_back(t.clone());
-  const auto caller = c10::cuda::getCurrentCUDAStream();
-  auto side = c10::cuda::getStreamFromPool();
-  at::cuda::CUDAEvent ready;
-  ready.record(caller);
-  ready.block(side);
-  {
-    c10::cuda::CUDAStreamGuard guard(side);
-    for (int i = 0; i < 2; ++i) fn(g->inputs);
-    const bool cache = at::autocast::is_autocast_cache_enabled();
-    at::autocast::set_autocast_cache_enabled(false);
-    try {
-      g->graph.capture_begin();
-      g->outputs = fn(g->inputs);
-    } catch (...) {
-      try {
-        g->graph.capture_end();
-      } catch (...) {
-      }
-      at::autocast::set_autocast_cache_enabled(cache);
-      throw;
-    }
-    g->graph.capture_end();
-    at::autocast::set_autocast_cache_enabled(cache);
-  }
-  at::cuda::CUDAEvent done;
-  done.record(side);
-  done.block(caller);
+  cuda::capture(
+      g->graph, 2, [&] { fn(g->inputs); }, [&] { g->outputs = fn(g->inputs); });
   return g;
 }
 

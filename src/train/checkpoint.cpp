@@ -5,29 +5,14 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <random>
-#include <sstream>
-#include <type_traits>
 
+#include "msam/common/compat.h"
 #include "msam/common/error.h"
 #include "msam/io/safetensors.h"
 #include "msam/model/state_dict.h"
 
 namespace msam::train {
 namespace {
-
-// The optimiser's state is keyed by the parameter's TensorImpl: as its printed address in
-// LibTorch 1.x, as the pointer itself in 2.x.
-template <class StateMap>
-typename StateMap::key_type param_key(const StateMap&, const at::Tensor& p) {
-  using Key = typename StateMap::key_type;
-  if constexpr (std::is_same_v<Key, std::string>) {
-    std::ostringstream s;
-    s << p.unsafeGetTensorImpl();
-    return s.str();
-  } else {
-    return static_cast<Key>(p.unsafeGetTensorImpl());
-  }
-}
 
 std::string new_step_id() {
   std::random_device rd;
@@ -64,7 +49,7 @@ void save_checkpoint(const std::string& path, const torch::nn::Module& model,
     int64_t index = 0;
     for (const auto& group : optimizer->param_groups()) {
       for (const auto& p : group.params()) {
-        auto it = state.find(param_key(state, p));
+        auto it = state.find(compat::optimizer_state_key(state, p));
         if (it != state.end()) {
           const auto& s = static_cast<const torch::optim::AdamWParamState&>(*it->second);
           const std::string k = "param." + std::to_string(index);
@@ -136,7 +121,7 @@ void load_optimizer_state(const std::string& path, torch::optim::AdamW& optimize
       s->exp_avg(m.to(p.device(), p.scalar_type()).clone());
       s->exp_avg_sq(f.at(k + ".exp_avg_sq").to(p.device(), p.scalar_type()).clone());
       s->step(f.at(k + ".step").item<int64_t>());
-      state[param_key(state, p)] = std::move(s);
+      state[compat::optimizer_state_key(state, p)] = std::move(s);
     }
   }
   if (f.metadata.count("num_params") && std::stoll(f.metadata.at("num_params")) != index)

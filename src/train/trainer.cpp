@@ -132,6 +132,16 @@ Trainer::Trainer(Config config, std::string config_source, TrainerOptions option
     spdlog::info("resume: continuing after epoch " + std::to_string(start_epoch_) + " from " +
                  latest_checkpoint());
   }
+  if (device_.is_cuda()) {
+    const auto why_not = TrainingStepGraph::unsupported_reason(
+        step_settings(config_), *scaler_, config_.loop.mask_perturbation > 0, device_);
+    if (why_not.empty()) {
+      step_graph_ = std::make_unique<TrainingStepGraph>();
+      spdlog::info("training steps replay a CUDA graph (captured at the first full batch)");
+    } else {
+      spdlog::info("training steps run eagerly: " + why_not);
+    }
+  }
   if (options_.group) {
     // Every rank starts from rank 0's weights (the same seed and files give the same ones; this
     // makes it so whatever the initialisation did), and reduces the parameters AdamW steps.
@@ -157,8 +167,10 @@ Trainer::Trainer(Config config, std::string config_source, TrainerOptions option
 
 void Trainer::sum_over_ranks(torch::Tensor& values, const std::string& what) {
   if (!options_.group) return;
-  std::vector<torch::Tensor> t{values};
+  // On the ranks' device: NCCL reduces GPU tensors only (the statistics are gathered on the host).
+  std::vector<torch::Tensor> t{values.to(device_)};
   options_.group->all_reduce_sum(t, what);
+  if (!t[0].is_same(values)) values.copy_(t[0]);
 }
 
 std::string Trainer::latest_checkpoint() const {
@@ -206,11 +218,9 @@ EpochRecord Trainer::train_epoch(int64_t epoch) {
     const double weight = static_cast<double>(batch->size()) / batch->global_size;
     std::function<void()> sync;
     if (reducer_) sync = [&] { reducer_->reduce(weight); };
-    const auto step = training_step(
-        model_, image, target, settings,
-        interaction::simulated_clicks(target, settings.refinement, gen,
-                                      {batch->offset, batch->global_size}),
-        *optimizer_, *scaler_, sync,
+    const auto step = simulated_training_step(
+        model_, image, target, settings, gen, {batch->offset, batch->global_size},
+        *optimizer_, *scaler_, step_graph_.get(), sync,
         config_.loop.mask_perturbation > 0
             ? interaction::ball_perturbation(config_.loop.mask_perturbation,
                                              settings.refinement.threshold, perturb_gen,

@@ -1,6 +1,7 @@
 #include "msam/train/training_step.h"
 
 #include <algorithm>
+#include <map>
 
 #include "msam/common/compat.h"
 #include "msam/common/error.h"
@@ -37,23 +38,24 @@ torch::Tensor iteration_loss(const torch::Tensor& logits, const torch::Tensor& t
 }
 
 void clip_grad_norm(torch::optim::Optimizer& optimizer, double max_norm) {
-  std::vector<torch::Tensor> grads, norms;
+  // By dtype: the multi-tensor ops take one dtype at a time.
+  std::map<at::ScalarType, std::vector<torch::Tensor>> by_dtype;
   for (auto& group : optimizer.param_groups())
     for (auto& p : group.params())
-      if (p.grad().defined()) {
-        grads.push_back(p.grad());
-        norms.push_back(p.grad().detach().norm(2).to(torch::kFloat));
-      }
-  if (grads.empty()) return;
+      if (p.grad().defined()) by_dtype[p.grad().scalar_type()].push_back(p.grad());
+  if (by_dtype.empty()) return;
+  std::vector<torch::Tensor> norms;
+  for (const auto& [dtype, grads] : by_dtype)
+    for (const auto& n : at::_foreach_norm(grads)) norms.push_back(n.to(torch::kFloat));
   const auto coef = (max_norm / (torch::stack(norms).norm(2) + 1e-6)).clamp_max(1.0);
-  for (auto& g : grads) g.mul_(coef.to(g.scalar_type()));
+  for (const auto& [dtype, grads] : by_dtype) compat::mul_all_(grads, coef.to(dtype));
 }
 
 void apply_freeze(model::MSAM& model, const Config& config) {
   model->image_encoder->freeze_base(config.model.freeze == Freeze::kEncoder);
 }
 
-std::unique_ptr<torch::optim::AdamW> make_optimizer(model::MSAM& model, const OptimConfig& optim) {
+std::unique_ptr<MultiTensorAdamW> make_optimizer(model::MSAM& model, const OptimConfig& optim) {
   const auto& m = optim.lr_mult;
   std::vector<torch::optim::OptimizerParamGroup> groups;
   auto add_group = [&](const std::vector<torch::Tensor>& params, double mult) {
@@ -77,7 +79,7 @@ std::unique_ptr<torch::optim::AdamW> make_optimizer(model::MSAM& model, const Op
   add_group(model->prompt_encoder->parameters(), m.prompt_encoder);
   add_group(model->mask_decoder->parameters(), m.mask_decoder);
   add_group(model->adapter->parameters(), m.adapter);
-  return std::make_unique<torch::optim::AdamW>(
+  return std::make_unique<MultiTensorAdamW>(
       std::move(groups), torch::optim::AdamWOptions(optim.lr).weight_decay(optim.weight_decay));
 }
 
@@ -94,54 +96,48 @@ StepSettings step_settings(const Config& config) {
   return s;
 }
 
-StepOutput training_step(model::MSAM& model, const torch::Tensor& image,
-                         const torch::Tensor& target, const StepSettings& s,
-                         const interaction::ClickSource& clicks,
-                         torch::optim::Optimizer& optimizer, GradScaler& scaler,
-                         const std::function<void()>& sync_gradients,
-                         const interaction::MaskPerturbation& perturb) {
+StepOutput forward_backward(model::MSAM& model, const torch::Tensor& image,
+                            const torch::Tensor& target, const StepSettings& s,
+                            const interaction::ClickSource& clicks, const GradScaler& scaler,
+                            const interaction::MaskPerturbation& perturb) {
   StepOutput out;
-  if (!image.defined()) {
-    // An empty share: no loss, no gradients of its own; the all-reduce fills them in.
-    out.loss = torch::zeros({}, torch::kFloat);
-    out.iteration_losses = torch::zeros({0}, torch::kFloat);
-    out.dice_parts = torch::zeros({2}, torch::kDouble);
-    out.dice = out.dice_parts[0] / out.dice_parts[1];
-    optimizer.zero_grad();
-  } else {
-    {  // autocast covers the forward pass only
-      compat::AutocastGuard amp(image.device(), s.amp_dtype);
-      model::VolumeContext ctx;
-      if (s.encoder_frozen) {
-        torch::Tensor emb;
-        {
-          torch::NoGradGuard no_grad;
-          emb = model->image_encoder(image);
-        }
-        ctx = model->context(emb);
-      } else {
-        ctx = model->encode(image);
+  {  // autocast covers the forward pass only
+    compat::AutocastGuard amp(image.device(), s.amp_dtype);
+    model::VolumeContext ctx;
+    if (s.encoder_frozen) {
+      torch::Tensor emb;
+      {
+        torch::NoGradGuard no_grad;
+        emb = model->image_encoder(image);
       }
-      out.loss = torch::zeros({}, target.options().dtype(torch::kFloat));
-      std::vector<torch::Tensor> losses;
-      interaction::run_refinement(
-          model, ctx, s.refinement, clicks, [&](const interaction::IterationResult& it) {
-            const bool last = it.index == s.refinement.iterations - 1;
-            if (s.reduce == LossReduce::kSum || last) {
-              losses.push_back(iteration_loss(it.logits, target, s.loss));
-              out.loss = out.loss + losses.back();
-            }
-            if (last) {
-              out.dice_parts = mask_dice_parts(it.logits, target, s.refinement.threshold);
-              out.dice = out.dice_parts[0] / out.dice_parts[1];
-            }
-          },
-          perturb);
-      out.iteration_losses = torch::stack(losses).detach();
+      ctx = model->context(emb);
+    } else {
+      ctx = model->encode(image);
     }
-    optimizer.zero_grad();
-    scaler.scale(out.loss).backward();
+    out.loss = torch::zeros({}, target.options().dtype(torch::kFloat));
+    std::vector<torch::Tensor> losses;
+    interaction::run_refinement(
+        model, ctx, s.refinement, clicks, [&](const interaction::IterationResult& it) {
+          const bool last = it.index == s.refinement.iterations - 1;
+          if (s.reduce == LossReduce::kSum || last) {
+            losses.push_back(iteration_loss(it.logits, target, s.loss));
+            out.loss = out.loss + losses.back();
+          }
+          if (last) {
+            out.dice_parts = mask_dice_parts(it.logits, target, s.refinement.threshold);
+            out.dice = out.dice_parts[0] / out.dice_parts[1];
+          }
+        },
+        perturb);
+    out.iteration_losses = torch::stack(losses).detach();
   }
+  scaler.scale(out.loss).backward();
+  out.loss = out.loss.detach();
+  return out;
+}
+
+void apply_gradients(StepOutput& out, torch::optim::Optimizer& optimizer, GradScaler& scaler,
+                     const StepSettings& s, const std::function<void()>& sync_gradients) {
   if (sync_gradients) sync_gradients();
   if (s.clip_grad_norm > 0) {
     scaler.unscale(optimizer);
@@ -149,7 +145,26 @@ StepOutput training_step(model::MSAM& model, const torch::Tensor& image,
   }
   out.stepped = scaler.step(optimizer);
   scaler.update();
-  out.loss = out.loss.detach();
+}
+
+StepOutput training_step(model::MSAM& model, const torch::Tensor& image,
+                         const torch::Tensor& target, const StepSettings& s,
+                         const interaction::ClickSource& clicks,
+                         torch::optim::Optimizer& optimizer, GradScaler& scaler,
+                         const std::function<void()>& sync_gradients,
+                         const interaction::MaskPerturbation& perturb) {
+  StepOutput out;
+  optimizer.zero_grad();
+  if (!image.defined()) {
+    // An empty share: no loss, no gradients of its own; the all-reduce fills them in.
+    out.loss = torch::zeros({}, torch::kFloat);
+    out.iteration_losses = torch::zeros({0}, torch::kFloat);
+    out.dice_parts = torch::zeros({2}, torch::kDouble);
+    out.dice = out.dice_parts[0] / out.dice_parts[1];
+  } else {
+    out = forward_backward(model, image, target, s, clicks, scaler, perturb);
+  }
+  apply_gradients(out, optimizer, scaler, s, sync_gradients);
   return out;
 }
 

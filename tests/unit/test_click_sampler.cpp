@@ -283,3 +283,32 @@ TEST(ClickSampler, SharesOfABatchPlaceTheWholeBatchsClicks) {
   EXPECT_THROW(sample_clicks(c.logits, c.target, ClickProtocol::kRandom, gen, 0.5, {1, 3}),
                Error);
 }
+
+// Training draws a step's clicks up front (one transfer, and a captured step reads them from a
+// buffer): the same clicks as drawing each click's when it is placed, for a share too.
+TEST(ClickSampler, DrawsMadeUpFrontPlaceTheSameClicks) {
+  const auto c = make_case();
+  for (auto protocol : {ClickProtocol::kRandom, ClickProtocol::kFnFp5050, ClickProtocol::kCenter}) {
+    auto lazy_gen = at::make_generator<at::CPUGeneratorImpl>(42);
+    auto ahead_gen = at::make_generator<at::CPUGeneratorImpl>(42);
+    auto share_gen = at::make_generator<at::CPUGeneratorImpl>(42);
+    const auto ahead = draw_click_uniforms(4, 3, protocol, ahead_gen, torch::kCPU, {});
+    ASSERT_EQ(ahead.sizes(), (std::vector<int64_t>{4, draws_per_click(protocol), 3}));
+    const auto rest = draw_click_uniforms(4, 2, protocol, share_gen, torch::kCPU, {1, 3});
+    for (int64_t i = 0; i < 4; ++i) {
+      // A different previous prediction at each click, as in the loop.
+      const auto logits = c.logits.roll({i}, {2});
+      const auto x = sample_clicks(logits, c.target, protocol, lazy_gen, 0.5);
+      const auto y = sample_clicks(logits, c.target, protocol, ahead[i], 0.5);
+      const auto z = sample_clicks(logits.slice(0, 1, 3), c.target.slice(0, 1, 3), protocol,
+                                   rest[i], 0.5);
+      EXPECT_TRUE(torch::equal(x.points, y.points)) << name(protocol) << " click " << i;
+      EXPECT_TRUE(torch::equal(x.labels, y.labels)) << name(protocol) << " click " << i;
+      EXPECT_TRUE(torch::equal(x.points.slice(0, 1, 3), z.points)) << name(protocol);
+    }
+  }
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(1);
+  const auto one_draw = draw_click_uniforms(1, 3, ClickProtocol::kRandom, gen, torch::kCPU, {});
+  EXPECT_THROW(sample_clicks(c.logits, c.target, ClickProtocol::kFnFp5050, one_draw[0]), Error);
+  EXPECT_THROW(draw_click_uniforms(1, 3, ClickProtocol::kRandom, gen, torch::kCPU, {1, 3}), Error);
+}

@@ -22,6 +22,7 @@
 #include "msam/interaction/refinement.h"
 #include "msam/model/msam.h"
 #include "msam/model/presets.h"
+#include "msam/train/step_graph.h"
 #include "msam/train/training_step.h"
 #ifdef MSAM_HAVE_ITK
 #include "msam/imageio/image_io.h"
@@ -352,9 +353,11 @@ void bench_inference(const Options& o, const torch::Device& device, const std::s
 }
 
 // Training steps as the reference trains: ViT-B with a frozen base and LoRA, 11 iterations
-// with the loss of each, AdamW. Repeated on one batch, so the loss must fall.
+// with the loss of each, AdamW (msam's multi-tensor one, as the trainer). Repeated on one
+// batch, so the loss must fall. `graphed`: forward and backward replayed from a CUDA graph, as
+// the trainer does on a GPU.
 void bench_training(const Options& o, const torch::Device& device, const std::string& precision,
-                    int64_t batch) {
+                    int64_t batch, bool graphed) {
   torch::manual_seed(0);
   model::MSAMConfig cfg;
   cfg.encoder.lora_rank = 4;
@@ -365,38 +368,47 @@ void bench_training(const Options& o, const torch::Device& device, const std::st
   std::vector<torch::Tensor> params;
   for (auto& p : net->parameters())
     if (p.requires_grad()) params.push_back(p);
-  torch::optim::AdamW optimizer(params, torch::optim::AdamWOptions(8e-4).weight_decay(0.1));
+  train::MultiTensorAdamW optimizer({torch::optim::OptimizerParamGroup(params)},
+                                    torch::optim::AdamWOptions(8e-4).weight_decay(0.1));
   train::GradScalerOptions so;
   so.enabled = precision == "fp16";
   train::GradScaler scaler(so);
   train::StepSettings s;
   s.refinement.iterations = 11;
   s.amp_dtype = autocast_dtype(precision, device);
+  if (graphed && !train::TrainingStepGraph::unsupported_reason(s, scaler, false, device).empty())
+    return;
+  auto graph = graphed ? std::make_unique<train::TrainingStepGraph>() : nullptr;
   auto image = torch::randn({batch, 1, 128, 128, 128}).to(device);
   auto target = ball_targets(batch, 128, device);
   auto gen = torch::make_generator<at::CPUGeneratorImpl>(3);
   double first_loss = 0, last_loss = 0;
   int64_t skipped = 0;
   auto step = [&] {
-    auto out = train::training_step(net, image, target, s,
-                                    interaction::simulated_clicks(target, s.refinement, gen),
-                                    optimizer, scaler);
+    auto out = train::simulated_training_step(net, image, target, s, gen, {}, optimizer, scaler,
+                                              graph.get());
     skipped += out.stepped ? 0 : 1;
     last_loss = out.loss.item<double>();
   };
   step();
   first_loss = last_loss;
+  if (graph && !graph->usable()) return;  // reported on stderr; the eager row stands
   device::reset_peak_memory(device);
   step();
   const double t = median_seconds(o.train_repeats, step, device);
-  const double peak = device::peak_memory_bytes(device) / double(1 << 30);
-  const std::string what = "training step, batch " + std::to_string(batch) + " [" + precision + "]";
+  // A graph's replays write into its memory pool, which the allocator's peak does not see:
+  // for those, what the process holds from the driver.
+  const double memory =
+      (graph ? device::reserved_memory_bytes(device) : device::peak_memory_bytes(device)) /
+      double(1 << 30);
+  const std::string what = std::string(graph ? "CUDA graph: " : "") + "training step, batch " +
+                           std::to_string(batch) + " [" + precision + "]";
   std::string note;
   char buf[160];
   std::snprintf(buf, sizeof buf, "%6.2f samples/s", batch / t);
   note = buf;
-  if (peak >= 0) {
-    std::snprintf(buf, sizeof buf, ", peak %.1f GiB", peak);
+  if (memory >= 0) {
+    std::snprintf(buf, sizeof buf, graph ? ", reserved %.1f GiB" : ", peak %.1f GiB", memory);
     note += buf;
   }
   if (device.is_cuda())
@@ -458,7 +470,8 @@ int run(const Options& o) {
   for (const auto& p : precisions) bench_inference(o, device, p, ref);
   if (train)
     for (const auto& p : precisions)
-      for (auto b : batches) bench_training(o, device, p, b);
+      for (auto b : batches)
+        for (bool graphed : {false, true}) bench_training(o, device, p, b, graphed);
   if (o.serve_clicks > 0) {
 #ifdef MSAM_HAVE_SERVE
     torch::manual_seed(0);

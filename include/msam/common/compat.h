@@ -5,6 +5,10 @@
 #include <ATen/autocast_mode.h>
 #include <torch/version.h>
 
+#include <sstream>
+#include <string>
+#include <type_traits>
+
 #include "msam/common/cpu_gemm.h"
 
 namespace c10d {
@@ -80,5 +84,29 @@ class AutocastGuard {
   bool was_enabled_ = false;
   at::ScalarType old_dtype_ = at::kHalf;
 };
+
+// The key of a parameter's state in an optimiser's state map: the TensorImpl's printed address
+// in LibTorch 1.x, the pointer itself in 2.x.
+template <class StateMap>
+typename StateMap::key_type optimizer_state_key(const StateMap&, const at::Tensor& p) {
+  using Key = typename StateMap::key_type;
+  if constexpr (std::is_same_v<Key, std::string>) {
+    std::ostringstream s;
+    s << p.unsafeGetTensorImpl();
+    return s.str();
+  } else {
+    return static_cast<Key>(p.unsafeGetTensorImpl());
+  }
+}
+
+// Multiplies every tensor of `tensors` in place by the one-element tensor `factor` (on their
+// device, so without a host sync): one multi-tensor op where LibTorch has it (2.1+).
+inline void mul_all_(at::TensorList tensors, const at::Tensor& factor) {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
+  at::_foreach_mul_(tensors, factor);
+#else
+  for (const auto& t : tensors) t.mul_(factor);
+#endif
+}
 
 }  // namespace msam::compat

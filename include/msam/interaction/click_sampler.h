@@ -35,6 +35,20 @@ torch::Tensor batch_uniforms(int64_t n, torch::Generator& generator, const torch
 // a sample without candidates gets index 0).
 torch::Tensor uniform_voxel(const torch::Tensor& candidates, torch::Generator& generator,
                             const BatchShare& share);
+// The same for given draws `u` (B, double in [0, 1), on the candidates' device).
+torch::Tensor uniform_voxel(const torch::Tensor& candidates, const torch::Tensor& u);
+
+// How many uniform draws per sample one click of `protocol` takes: fnfp5050 draws the region
+// (FN or FP), then every protocol draws the voxel.
+int64_t draws_per_click(ClickProtocol protocol);
+// The draws of `clicks` consecutive clicks, clicks × draws_per_click × n (double, on `device`),
+// in the order sample_clicks makes them from `generator`: drawing them up front places the
+// same clicks as drawing each click's when it is placed. Training draws a step's clicks so,
+// in one transfer, and so that a captured step (train/step_graph.h) can read them from a
+// buffer.
+torch::Tensor draw_click_uniforms(int64_t clicks, int64_t n, ClickProtocol protocol,
+                                  torch::Generator& generator, const torch::Device& device,
+                                  const BatchShare& share);
 
 // The next click for every sample. `prev_logits` and `target` are B×1×D×H×W (target > 0 is
 // foreground); iteration 1 passes all-zero logits, so the error region is the foreground.
@@ -48,6 +62,11 @@ torch::Tensor uniform_voxel(const torch::Tensor& candidates, torch::Generator& g
 Clicks sample_clicks(const torch::Tensor& prev_logits, const torch::Tensor& target,
                      ClickProtocol protocol, torch::Generator& generator,
                      double threshold = kReferenceClickThreshold, BatchShare share = {});
+// The same with this click's draws given, draws_per_click × B (a row of draw_click_uniforms).
+// No host synchronisation except the center protocol's (boundary_distance).
+Clicks sample_clicks(const torch::Tensor& prev_logits, const torch::Tensor& target,
+                     ClickProtocol protocol, const torch::Tensor& uniforms,
+                     double threshold = kReferenceClickThreshold);
 
 // multi_click mode: the clicks so far with `newest` appended along N. An empty `history`
 // (undefined tensors) gives `newest`.

@@ -31,6 +31,10 @@ using ClickSource = std::function<Clicks(int64_t index, const torch::Tensor& pre
 // `share`: the samples are one rank's part of a larger batch (see BatchShare).
 ClickSource simulated_clicks(const torch::Tensor& target, const RefinementOptions& options,
                              torch::Generator& generator, BatchShare share = {});
+// The same annotator with every click's draws made up front (draw_click_uniforms:
+// iterations × draws_per_click × B): the clicks equal the generator's above.
+ClickSource simulated_clicks(const torch::Tensor& target, const RefinementOptions& options,
+                             const torch::Tensor& uniforms);
 // Given clicks, one per iteration (each B×1×3, B×1): a script, or a person's clicks.
 ClickSource given_clicks(std::vector<Clicks> clicks);
 

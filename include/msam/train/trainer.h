@@ -14,6 +14,7 @@
 #include "msam/train/grad_scaler.h"
 #include "msam/train/run_data.h"
 #include "msam/train/scheduler.h"
+#include "msam/train/step_graph.h"
 #include "msam/train/training_step.h"
 
 namespace msam::train {
@@ -59,7 +60,7 @@ class Trainer {
   bool is_main() const { return !options_.group || options_.group->is_main(); }
   int rank() const { return options_.group ? options_.group->rank() : 0; }
   int world() const { return options_.group ? options_.group->size() : 1; }
-  // Sums `values` over the ranks (a no-op in one process).
+  // Sums `values` (any device) over the ranks in place (a no-op in one process).
   void sum_over_ranks(torch::Tensor& values, const std::string& what);
 
   Config config_;
@@ -73,6 +74,7 @@ class Trainer {
   std::unique_ptr<MultiStepLR> scheduler_;
   std::unique_ptr<GradScaler> scaler_;
   std::unique_ptr<dist::GradientReducer> reducer_;
+  std::unique_ptr<TrainingStepGraph> step_graph_;  // CUDA, where a step can be replayed
   int64_t start_epoch_ = 0, global_step_ = 0;
   double best_val_dice_ = -1.0;
   std::vector<EpochRecord> history_;

@@ -8,6 +8,7 @@
 
 #include "msam/interaction/refinement.h"
 #include "msam/model/msam.h"
+#include "msam/train/adamw.h"
 #include "msam/train/config.h"
 #include "msam/train/grad_scaler.h"
 
@@ -43,7 +44,7 @@ void apply_freeze(model::MSAM& model, const Config& config);
 
 // AdamW over the trainable parameters in the reference's groups (image encoder, LoRA, prompt
 // encoder, mask decoder, adapter), each at `optim.lr` times its `lr_mult`.
-std::unique_ptr<torch::optim::AdamW> make_optimizer(model::MSAM& model, const OptimConfig& optim);
+std::unique_ptr<MultiTensorAdamW> make_optimizer(model::MSAM& model, const OptimConfig& optim);
 
 // Everything one optimisation step needs besides the model, the batch and the optimiser.
 struct StepSettings {
@@ -74,11 +75,25 @@ StepSettings step_settings(const Config& config);
 // that clipping and the fp16 overflow check see the global gradient on every rank). An
 // undefined `image` (a rank whose share of the batch is empty) skips forward and backward.
 // `perturb`: the loop's mask perturbation (loop.mask_perturbation > 0; the trainer's draws).
+// = optimizer.zero_grad(), forward_backward, apply_gradients.
 StepOutput training_step(model::MSAM& model, const torch::Tensor& image,
                          const torch::Tensor& target, const StepSettings& settings,
                          const interaction::ClickSource& clicks,
                          torch::optim::Optimizer& optimizer, GradScaler& scaler,
                          const std::function<void()>& sync_gradients = {},
                          const interaction::MaskPerturbation& perturb = {});
+
+// The forward pass of a step (under autocast) and its backward: the loss, Dice and iteration
+// losses (`stepped` left true), the scaled gradients added to the parameters' .grad.
+StepOutput forward_backward(model::MSAM& model, const torch::Tensor& image,
+                            const torch::Tensor& target, const StepSettings& settings,
+                            const interaction::ClickSource& clicks, const GradScaler& scaler,
+                            const interaction::MaskPerturbation& perturb = {});
+
+// The rest of a step once the gradients are in .grad: `sync_gradients`, clipping, the
+// optimiser step through the scaler (out.stepped) and the scaler's update.
+void apply_gradients(StepOutput& out, torch::optim::Optimizer& optimizer, GradScaler& scaler,
+                     const StepSettings& settings,
+                     const std::function<void()>& sync_gradients = {});
 
 }  // namespace msam::train
