@@ -235,15 +235,23 @@ RoiRecord crop_or_pad_placement(const at::Tensor& mask, const Index3& patch_size
   return placement(*bounds, shape3(mask), patch_size);
 }
 
-at::Tensor zscore_positive(const at::Tensor& image, const std::string& source) {
+ZScoreVoxels zscore_voxels(Modality modality) {
+  return modality == Modality::CT ? ZScoreVoxels::kPositive : ZScoreVoxels::kNonzero;
+}
+
+at::Tensor zscore(const at::Tensor& image, ZScoreVoxels over, const std::string& source) {
   const auto x = image.to(at::kFloat);
-  const auto values = x.masked_select(x > 0);
+  const bool positive = over == ZScoreVoxels::kPositive;
+  const char* which = positive ? "voxels > 0" : "voxels ≠ 0";
+  const auto values = x.masked_select(positive ? x > 0 : x != 0);
   if (values.numel() < 2)
-    throw file_error(source, "fewer than two voxels > 0 in the patch: nothing to z-score over");
+    throw file_error(source, std::string("fewer than two ") + which +
+                                 " in the patch: nothing to z-score over");
   const auto mean = values.mean();
   const auto std = values.std();
   if (std.item<float>() == 0.0f)
-    throw file_error(source, "voxels > 0 in the patch all have the same value: z-score undefined");
+    throw file_error(source, std::string(which) +
+                                 " in the patch all have the same value: z-score undefined");
   return (x - mean) / std;
 }
 
@@ -327,7 +335,7 @@ PreparedCase preprocess_case(const Volume& image, const Volume& label, const Cas
     throw CaseSkipped(label.source + ": lesion has " + std::to_string(out.label_voxels) +
                       " voxels in the patch, at most min_label_voxels = " +
                       std::to_string(settings.min_label_voxels));
-  out.image = zscore_positive(image_patch, image.source).contiguous();
+  out.image = zscore(image_patch, zscore_voxels(source.modality), image.source).contiguous();
   out.label = out.label.contiguous();
   return out;
 }

@@ -94,6 +94,7 @@ Session::Session(model::MSAM model, data::Volume scan, SessionOptions options)
              .item<double>() < -500;
   }
   if (ct) image_ = image_.clamp(-1000, 1000);
+  zscore_over_ = data::zscore_voxels(ct ? data::Modality::CT : data::Modality::MR);
   logits_ = torch::full(image_.sizes(), kOutside, torch::kFloat);
   mask_ = to_scan_grid((logits_ > options_.threshold).to(torch::kUInt8), data::Interp::Nearest);
 }
@@ -153,7 +154,7 @@ Session::Window& Session::window(const data::Index3& center) {
     }
   const int64_t S = model_->config().encoder.img_size;
   auto roi = data::extract_roi(image_, center, {S, S, S});
-  auto crop = data::zscore_positive(roi.crop, scan_.source);
+  auto crop = data::zscore(roi.crop, zscore_over_, scan_.source);
   Window w;
   w.context = model_->encode(crop.unsqueeze(0).unsqueeze(0).to(options_.device));
   w.roi = roi.record;

@@ -103,7 +103,8 @@ PreparedCase whole_volume_preprocess(const Volume& image, const Volume& label, c
   Index3 center;
   for (int d = 0; d < 3; ++d) center[d] = rec.crop.start[d] + settings.patch_size[d] / 2;
   out.label = extract_roi(grid_label.data, center, settings.patch_size, 0.0).crop;
-  out.image = zscore_positive(extract_roi(grid, center, settings.patch_size, 0.0).crop, image.source);
+  out.image = zscore(extract_roi(grid, center, settings.patch_size, 0.0).crop,
+                     zscore_voxels(source.modality), image.source);
   rec.patch_geometry = roi_geometry(rec.grid_geometry, rec.crop);
   out.label_voxels = out.label.sum().item<int64_t>();
   return out;
@@ -368,13 +369,52 @@ TEST(Preprocess, RequireFiniteNamesTheFileAndTheCount) {
   EXPECT_NO_THROW(require_finite(Volume{at::ones({2, 2, 2}, at::kByte), {}, "label.nii.gz"}));
 }
 
-TEST(Preprocess, ZScoreOverPositiveVoxels) {
+TEST(Preprocess, ZScoreOverPositiveOrNonzeroVoxels) {
   auto x = at::tensor({-5.0f, 0.0f, 1.0f, 2.0f, 3.0f});
-  const auto z = zscore_positive(x, "img");
-  // mean 2, unbiased std 1 over {1, 2, 3}; every voxel is normalised.
-  EXPECT_TRUE(at::allclose(z, at::tensor({-7.0f, -2.0f, -1.0f, 0.0f, 1.0f})));
-  EXPECT_NE(error_of([] { zscore_positive(at::zeros({4, 4, 4}), "empty.nii"); }).find("empty.nii"), std::string::npos);
-  EXPECT_NE(error_of([] { zscore_positive(at::ones({4, 4, 4}), "flat.nii"); }).find("flat.nii"), std::string::npos);
+  // > 0 (CT, the reference's rule): mean 2, unbiased std 1 over {1, 2, 3}; every voxel moves.
+  EXPECT_TRUE(at::allclose(zscore(x, ZScoreVoxels::kPositive, "img"),
+                           at::tensor({-7.0f, -2.0f, -1.0f, 0.0f, 1.0f})));
+  // ≠ 0 (MR and others): over {-5, 1, 2, 3}.
+  const auto nz = at::tensor({-5.0f, 1.0f, 2.0f, 3.0f});
+  EXPECT_TRUE(at::allclose(zscore(x, ZScoreVoxels::kNonzero, "img"), (x - nz.mean()) / nz.std()));
+  EXPECT_EQ(zscore_voxels(Modality::CT), ZScoreVoxels::kPositive);
+  EXPECT_EQ(zscore_voxels(Modality::MR), ZScoreVoxels::kNonzero);
+  EXPECT_EQ(zscore_voxels(Modality::Other), ZScoreVoxels::kNonzero);
+  for (auto over : {ZScoreVoxels::kPositive, ZScoreVoxels::kNonzero}) {
+    EXPECT_NE(error_of([&] { zscore(at::zeros({4, 4, 4}), over, "empty.nii"); }).find("empty.nii"),
+              std::string::npos);
+    EXPECT_NE(error_of([&] { zscore(at::ones({4, 4, 4}), over, "flat.nii"); }).find("flat.nii"),
+              std::string::npos);
+  }
+}
+
+// An MR scan z-scored before it was shared (negative brain values, background 0) prepares to
+// the raw scan's brain intensities, as it must for a model trained on raw scans: z-scoring
+// over the voxels ≠ 0 is blind to an affine change of the brain's intensities. Over the
+// voxels > 0 (the CT rule) it would keep only the brighter half of the brain.
+TEST(Preprocess, MrScanZScoredBeforehandPreparesToTheRawBrain) {
+  auto vols = box_case({20, 20, 20}, {7, 7, 7}, {13, 13, 13});
+  auto &image = vols.first, &label = vols.second;
+  // A skull-stripped scan: the brain a block of positive values, 0 around it.
+  auto brain = at::zeros(image.data.sizes(), at::kBool);
+  brain.slice(0, 3, 17).slice(1, 2, 18).slice(2, 4, 16).fill_(true);
+  image.data.masked_fill_(brain.logical_not(), 0.0f);
+  const auto values = image.data.masked_select(brain);
+  Volume zscored = image;
+  zscored.data = at::where(brain, (image.data - values.mean()) / values.std(), at::zeros({}));
+  ASSERT_LT(zscored.data.min().item<float>(), -1.0f);
+  const CaseSource src{"d/c", "img", "lbl", {}, Modality::MR};
+  const auto raw = preprocess_case(image, label, src, small_settings());
+  const auto pre = preprocess_case(zscored, label, src, small_settings());
+  // The brain voxels of the patch: above the value the raw scan's background maps to.
+  const auto in_brain = raw.image > raw.image.min() + 1e-3;
+  ASSERT_GT(in_brain.sum().item<int64_t>(), 1000);
+  EXPECT_TRUE(at::allclose(pre.image.masked_select(in_brain), raw.image.masked_select(in_brain),
+                           1e-4, 1e-4));
+  // The CT rule on the same patch does not.
+  const auto ct_rule = zscore(zscored.data, ZScoreVoxels::kPositive, "img");
+  const auto mr_rule = zscore(zscored.data, ZScoreVoxels::kNonzero, "img");
+  EXPECT_GT((ct_rule - mr_rule).masked_select(brain).abs().max().item<float>(), 0.5f);
 }
 
 TEST(Preprocess, LabelValuesAndTargets) {

@@ -1,6 +1,6 @@
 // The deterministic part of the SAM-Med3D / M-SAM preprocessing (docs/design.md §6), per case:
 // reorient to RAS+, optional resample, clamp CT, binarise the target, crop-or-pad to 128³
-// around the lesion, z-score over voxels > 0. Every step is recorded so that a prediction on
+// around the lesion, z-score (CT over voxels > 0, MR over voxels ≠ 0). Every step is recorded so that a prediction on
 // the 128³ patch can be put back onto the original scan grid.
 #pragma once
 #include <ATen/ATen.h>
@@ -76,7 +76,7 @@ class CaseSkipped : public Error {
 // Throws msam::Error naming the file for: non-3-D data, image/label shape mismatch,
 // geometry mismatch (unless settings say to copy the image's), NaN/Inf intensities, label
 // values that are negative or fractional, values other than 0/1 when no targets are given,
-// and no voxels > 0 to normalise. Throws CaseSkipped for an empty target or a lesion of at
+// and no voxels to normalise over. Throws CaseSkipped for an empty target or a lesion of at
 // most min_label_voxels voxels.
 PreparedCase preprocess_case(const Volume& image, const Volume& label, const CaseSource& source,
                              const PreprocessSettings& settings);
@@ -90,10 +90,20 @@ at::Tensor binarise_label(const Volume& label, const std::vector<int>& targets);
 // centres rounded down for even sizes), patch voxel k at grid voxel start + k.
 RoiRecord crop_or_pad_placement(const at::Tensor& mask, const Index3& patch_size);
 
-// torchio ZNormalization(masking_method=lambda x: x > 0): mean and unbiased std of the
-// voxels > 0, applied to every voxel. Throws msam::Error (naming `source`) when fewer than
-// two voxels are > 0 or their std is 0 (torchio would produce NaNs or raise).
-at::Tensor zscore_positive(const at::Tensor& image, const std::string& source);
+// The voxels whose mean and std z-score a patch. kPositive: > 0, the reference's rule
+// (torchio ZNormalization(masking_method=lambda x: x > 0)), kept for CT, whose weights were
+// trained with it. kNonzero: ≠ 0, nnU-Net's brain mask, for MR and other modalities: the same
+// voxels as > 0 on a non-negative scan, but a scan that was z-scored before it was shared
+// (negative brain values, background 0) keeps its whole brain in the statistics instead of
+// its brighter half (BraTS FLAIR z-scored beforehand, a model trained on raw scans: held-out
+// Dice@10 0.796 with > 0, 0.807 with ≠ 0, 0.813 on the raw scans; README).
+enum class ZScoreVoxels { kPositive, kNonzero };
+ZScoreVoxels zscore_voxels(Modality modality);
+
+// Mean and unbiased std of the `over` voxels, applied to every voxel. Throws msam::Error
+// (naming `source`) when fewer than two voxels count or their std is 0 (torchio would produce
+// NaNs or raise).
+at::Tensor zscore(const at::Tensor& image, ZScoreVoxels over, const std::string& source);
 
 // Inverse of the geometric steps for a patch-sized tensor (a predicted mask): pasted into
 // zeros on the processing grid, resampled back (nearest) if the case was resampled, and

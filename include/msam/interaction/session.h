@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "msam/data/geometry_ops.h"
+#include "msam/data/preprocess.h"
 #include "msam/data/volume.h"
 #include "msam/interaction/click.h"
 #include "msam/model/msam.h"
@@ -139,6 +140,7 @@ class Session {
   data::Reoriented ras_;
   data::Volume grid_;   // RAS+, resampled: the grid the model sees (unclamped intensities)
   torch::Tensor image_; // float, clamped for CT
+  data::ZScoreVoxels zscore_over_ = data::ZScoreVoxels::kNonzero;  // kPositive for CT
   std::vector<UserClick> clicks_;
   std::vector<data::Index3> click_voxels_;  // in the model's grid
   std::list<std::pair<data::Index3, Window>> windows_;  // most recently used first
