@@ -21,11 +21,18 @@ torch::Tensor unless_empty(const torch::Tensor& primary, const torch::Tensor& fa
   return torch::where(has, primary, fallback);
 }
 
+// Draws made on the generator's device, moved to `device`: to a GPU through pinned memory and
+// an asynchronous copy, so that sampling a click never waits for the GPU's queue.
+torch::Tensor draws_to(const torch::Tensor& u, const torch::Device& device) {
+  if (u.device() == device) return u;
+  if (u.is_cpu() && device.is_cuda()) return u.pin_memory().to(device, /*non_blocking=*/true);
+  return u.to(device);
+}
+
 }  // namespace
 
 // Drawn on the generator's device, then moved to `device`: the same seed gives the same
-// clicks on the CPU and on a GPU. To a GPU through pinned memory and an asynchronous copy, so
-// that sampling a click never waits for the GPU's queue.
+// clicks on the CPU and on a GPU.
 torch::Tensor batch_uniforms(int64_t n, torch::Generator& generator, const torch::Device& device,
                              const BatchShare& share) {
   auto u = share.global > 0
@@ -34,9 +41,7 @@ torch::Tensor batch_uniforms(int64_t n, torch::Generator& generator, const torch
                      .narrow(0, share.offset, n)
                : torch::rand({n}, generator,
                              torch::dtype(torch::kDouble).device(generator.device()));
-  if (u.device() == device) return u;
-  if (u.is_cpu() && device.is_cuda()) return u.pin_memory().to(device, /*non_blocking=*/true);
-  return u.to(device);
+  return draws_to(u, device);
 }
 
 // The k-th candidate with k uniform in [0, count), found by binary search in the cumsum.
@@ -137,10 +142,7 @@ torch::Tensor draw_click_uniforms(int64_t clicks, int64_t n, ClickProtocol proto
   std::vector<torch::Tensor> draws;
   for (int64_t i = 0; i < clicks * draws_per_click(protocol); ++i)
     draws.push_back(batch_uniforms(n, generator, generator.device(), share));
-  const auto u = torch::stack(draws).view({clicks, draws_per_click(protocol), n});
-  if (u.device() == device) return u;
-  if (u.is_cpu() && device.is_cuda()) return u.pin_memory().to(device, /*non_blocking=*/true);
-  return u.to(device);
+  return draws_to(torch::stack(draws).view({clicks, draws_per_click(protocol), n}), device);
 }
 
 Clicks sample_clicks(const torch::Tensor& prev_logits, const torch::Tensor& target,

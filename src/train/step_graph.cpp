@@ -42,13 +42,6 @@ struct TrainingStepGraph::Impl {
 
 namespace {
 
-std::vector<torch::Tensor> trainable_parameters(model::MSAM& model) {
-  std::vector<torch::Tensor> params;
-  for (const auto& p : model->parameters())
-    if (p.requires_grad()) params.push_back(p);
-  return params;
-}
-
 void clear_gradients(const std::vector<torch::Tensor>& params) {
   for (auto p : params) p.mutable_grad() = torch::Tensor();
 }
@@ -86,9 +79,9 @@ std::optional<StepOutput> TrainingStepGraph::forward_backward(
     }
     return std::nullopt;
   }
-  const auto params = trainable_parameters(model);
   try {
     if (!g.graph) {
+      const auto params = trainable_parameters(model);
       g.key = key;
       g.image = image.clone();
       g.target = target.clone();
@@ -125,7 +118,7 @@ std::optional<StepOutput> TrainingStepGraph::forward_backward(
     g.graph.reset();
     g.gradients.clear();
     g.out = StepOutput();
-    clear_gradients(params);
+    clear_gradients(trainable_parameters(model));
     spdlog::warn("CUDA graph capture of the training step failed, training eagerly: {}",
                  e.what());
     return std::nullopt;

@@ -51,6 +51,13 @@ void clip_grad_norm(torch::optim::Optimizer& optimizer, double max_norm) {
   for (const auto& [dtype, grads] : by_dtype) compat::mul_all_(grads, coef.to(dtype));
 }
 
+std::vector<torch::Tensor> trainable_parameters(model::MSAM& model) {
+  std::vector<torch::Tensor> params;
+  for (const auto& p : model->parameters())
+    if (p.requires_grad()) params.push_back(p);
+  return params;
+}
+
 void apply_freeze(model::MSAM& model, const Config& config) {
   model->image_encoder->freeze_base(config.model.freeze == Freeze::kEncoder);
 }

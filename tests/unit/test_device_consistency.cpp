@@ -52,10 +52,7 @@ std::pair<model::MSAM, std::vector<torch::Tensor>> trainable_model(const model::
   net->image_encoder->freeze_base(true);
   net->to(d);
   net->train();
-  std::vector<torch::Tensor> params;
-  for (auto& p : net->parameters())
-    if (p.requires_grad()) params.push_back(p);
-  return {net, params};
+  return {net, train::trainable_parameters(net)};
 }
 
 model::MSAMConfig vit_b() {

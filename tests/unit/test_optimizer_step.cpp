@@ -99,11 +99,9 @@ TEST(SimulatedTrainingStep, EqualsTheStepWithTheGeneratorsClicks) {
       model::MSAM net(cfg);
       net->image_encoder->freeze_base(true);
       net->train();
-      std::vector<torch::Tensor> params;
-      for (auto& p : net->parameters())
-        if (p.requires_grad()) params.push_back(p);
-      train::MultiTensorAdamW opt({torch::optim::OptimizerParamGroup(params)},
-                                  torch::optim::AdamWOptions(1e-3));
+      train::MultiTensorAdamW opt(
+          {torch::optim::OptimizerParamGroup(train::trainable_parameters(net))},
+          torch::optim::AdamWOptions(1e-3));
       train::GradScaler scaler(train::GradScalerOptions{65536.0, 2.0, 0.5, 2000, false});
       auto gen = torch::make_generator<at::CPUGeneratorImpl>(9);
       std::vector<torch::Tensor> losses;

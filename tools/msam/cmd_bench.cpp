@@ -365,11 +365,9 @@ void bench_training(const Options& o, const torch::Device& device, const std::st
   net->image_encoder->freeze_base(true);
   net->to(device);
   net->train();
-  std::vector<torch::Tensor> params;
-  for (auto& p : net->parameters())
-    if (p.requires_grad()) params.push_back(p);
-  train::MultiTensorAdamW optimizer({torch::optim::OptimizerParamGroup(params)},
-                                    torch::optim::AdamWOptions(8e-4).weight_decay(0.1));
+  train::MultiTensorAdamW optimizer(
+      {torch::optim::OptimizerParamGroup(train::trainable_parameters(net))},
+      torch::optim::AdamWOptions(8e-4).weight_decay(0.1));
   train::GradScalerOptions so;
   so.enabled = precision == "fp16";
   train::GradScaler scaler(so);

@@ -42,6 +42,9 @@ void clip_grad_norm(torch::optim::Optimizer& optimizer, double max_norm);
 // (its LoRA, if any, trains); everything else trains.
 void apply_freeze(model::MSAM& model, const Config& config);
 
+// The parameters that train under the model's current freeze policy (requires_grad).
+std::vector<torch::Tensor> trainable_parameters(model::MSAM& model);
+
 // AdamW over the trainable parameters in the reference's groups (image encoder, LoRA, prompt
 // encoder, mask decoder, adapter), each at `optim.lr` times its `lr_mult`.
 std::unique_ptr<MultiTensorAdamW> make_optimizer(model::MSAM& model, const OptimConfig& optim);
