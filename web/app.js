@@ -183,16 +183,23 @@ async function openSession(id) {
   setStatus(describe(info))
 }
 
+// The channel to read from a multi-channel scan, or null (a single-channel scan).
+function channel() {
+  const text = $('channel').value.trim()
+  return text === '' ? null : Number(text)
+}
+
 async function upload(file) {
   setStatus(`uploading ${file.name}…`)
   const headers = { 'X-Filename': file.name, 'Content-Type': 'application/octet-stream' }
-  const answer = await (await api('/api/sessions', { method: 'POST', headers, body: file })).json()
+  const query = channel() === null ? '' : `?channel=${channel()}`
+  const answer = await (await api(`/api/sessions${query}`, { method: 'POST', headers, body: file })).json()
   await openSession(answer.id)
 }
 
 async function openPath(path) {
   setStatus(`opening ${path}…`)
-  await openSession((await (await post('/api/sessions', { path })).json()).id)
+  await openSession((await (await post('/api/sessions', { path, channel: channel() })).json()).id)
 }
 
 async function download() {

@@ -145,10 +145,12 @@ bool operator==(const SourceStamp& a, const SourceStamp& b) {
 }
 
 std::string settings_hash(const PreprocessSettings& settings, const CaseSource& source) {
-  const json j{{"pipeline", kPipelineVersion},
-               {"settings", json::parse(settings_json(settings))},
-               {"targets", source.targets},
-               {"modality", modality_name(source.modality)}};
+  json j{{"pipeline", kPipelineVersion},
+         {"settings", json::parse(settings_json(settings))},
+         {"targets", source.targets},
+         {"modality", modality_name(source.modality)}};
+  // Only when set, so that single-channel scans keep the entries they had.
+  if (source.channel) j["channel"] = *source.channel;
   return fnv1a_hex(j.dump());
 }
 

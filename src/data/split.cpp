@@ -78,13 +78,15 @@ Split load_or_create_split(const std::string& path, const std::vector<std::strin
     for (const auto& id : *part) {
       if (!present.count(id))
         throw file_error(path, "names case '" + id +
-                                   "', which no longer exists in the dataset (delete the file to re-split)");
+                                   "', which no longer exists in the dataset (delete the file to re-split; `msam eval "
+                                   "--split all` scores a model on every case of other data)");
       if (!listed.insert(id).second) throw file_error(path, "lists case '" + id + "' twice");
     }
   for (const auto& id : ids)
     if (!listed.count(id))
       throw file_error(path, "does not contain case '" + id +
-                                 "', added since it was written (delete the file to re-split)");
+                                 "', added since it was written (delete the file to re-split; `msam eval --split "
+                                 "all` scores a model on every case of other data)");
   return s;
 }
 

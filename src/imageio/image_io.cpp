@@ -6,10 +6,12 @@
 #include <itkImageFileReader.h>
 #include <itkImageFileWriter.h>
 #include <itkImageIOFactory.h>
+#include <itkExtractImageFilter.h>
 #include <itkImageSeriesReader.h>
 #include <itkMetaImageIO.h>
 #include <itkNiftiImageIO.h>
 #include <itkNrrdImageIO.h>
+#include <itkVectorImage.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -31,12 +33,21 @@ namespace fs = std::filesystem;
 template <class T>
 using Image3 = itk::Image<T, 3>;
 
+// How a file holds several channels (MR sequences stacked in one file): on a 4th axis, as
+// the Medical Segmentation Decathlon's multi-modal scans do (240×240×155×4 for its brain
+// tumours), or as pixel components (NRRD and NIfTI vector images).
+struct Channels {
+  int64_t count = 1;
+  bool as_components = false;
+};
+
 // Where pixels come from: one file, or the sorted slices of one DICOM series.
 struct Source {
   std::string path;
   std::vector<std::string> dicom_files;  // empty for a single file
   itk::ImageIOBase::Pointer io;          // header already read
   std::shared_ptr<class DecompressedNifti> decompressed;  // for a .nii.gz
+  Channels channels;
   const std::string& itk_path() const;
 };
 
@@ -219,16 +230,22 @@ Source open_source(const std::string& path) {
     throw file_error(path, std::to_string(dims) + "-D image; a 3-D volume is required");
   }
   for (unsigned d = 3; d < dims; ++d) {
-    if (io.GetDimensions(d) != 1) {
+    if (io.GetDimensions(d) == 1) continue;
+    if (d != 3 || src.channels.count > 1)
       throw file_error(path, std::to_string(dims) + "-D image with size " +
                                  std::to_string(io.GetDimensions(d)) + " along axis " +
-                                 std::to_string(d) +
-                                 "; only 3-D volumes (extra axes of size 1) are supported");
-    }
+                                 std::to_string(d + 1) +
+                                 "; msam reads 3-D volumes and the channels of a 4th axis");
+    src.channels.count = static_cast<int64_t>(io.GetDimensions(d));
   }
   if (io.GetNumberOfComponents() != 1) {
-    throw file_error(path, "pixels have " + std::to_string(io.GetNumberOfComponents()) +
-                               " components; a scalar image is required");
+    if (!src.dicom_files.empty())
+      throw file_error(path, "DICOM series with " + std::to_string(io.GetNumberOfComponents()) +
+                                 " components per pixel (colour?); a scalar image is required");
+    if (src.channels.count > 1)
+      throw file_error(path, "both a 4th axis and " + std::to_string(io.GetNumberOfComponents()) +
+                                 " components per pixel; msam reads one set of channels");
+    src.channels = {static_cast<int64_t>(io.GetNumberOfComponents()), true};
   }
   return src;
 }
@@ -283,6 +300,61 @@ data::Volume to_volume(typename Image3<T>::Pointer image, at::ScalarType dtype, 
 template <class T>
 data::Volume read_volume(const Source& src, at::ScalarType dtype) {
   return to_volume<T>(read_pixels<T>(src), dtype, src.path);
+}
+
+std::string describe_channels(const Channels& c) {
+  return std::to_string(c.count) + (c.as_components ? " components per pixel" : " channels on a 4th axis");
+}
+
+// Channel `channel` of a 4th-axis file, read through ITK's streaming so that only that
+// channel's voxels are read. The 4-D direction's spatial 3×3 block is the volume's.
+typename Image3<float>::Pointer read_axis_channel(const Source& src, int64_t channel) {
+  using Image4 = itk::Image<float, 4>;
+  auto reader = itk::ImageFileReader<Image4>::New();
+  reader->SetImageIO(src.io);
+  reader->SetFileName(src.itk_path());
+  reader->UpdateOutputInformation();
+  auto region = reader->GetOutput()->GetLargestPossibleRegion();
+  region.SetIndex(3, region.GetIndex(3) + channel);
+  region.SetSize(3, 0);
+  auto extract = itk::ExtractImageFilter<Image4, Image3<float>>::New();
+  extract->SetInput(reader->GetOutput());
+  extract->SetExtractionRegion(region);
+  extract->SetDirectionCollapseToSubmatrix();
+  extract->Update();
+  return extract->GetOutput();
+}
+
+// Component `channel` of a vector-pixel file, copied out of the interleaved buffer.
+typename Image3<float>::Pointer read_component(const Source& src, int64_t channel) {
+  using Vector3 = itk::VectorImage<float, 3>;
+  auto reader = itk::ImageFileReader<Vector3>::New();
+  reader->SetImageIO(src.io);
+  reader->SetFileName(src.itk_path());
+  reader->Update();
+  const auto vectors = reader->GetOutput();
+  auto image = Image3<float>::New();
+  image->SetRegions(vectors->GetLargestPossibleRegion());
+  image->SetSpacing(vectors->GetSpacing());
+  image->SetOrigin(vectors->GetOrigin());
+  image->SetDirection(vectors->GetDirection());
+  image->Allocate();
+  const float* in = vectors->GetBufferPointer();
+  float* out = image->GetBufferPointer();
+  const auto n = static_cast<int64_t>(image->GetLargestPossibleRegion().GetNumberOfPixels());
+  for (int64_t i = 0; i < n; ++i) out[i] = in[i * src.channels.count + channel];
+  return image;
+}
+
+data::Volume read_channel(const Source& src, int64_t channel) {
+  try {
+    auto image = src.channels.as_components ? read_component(src, channel)
+                                            : read_axis_channel(src, channel);
+    return to_volume<float>(image, at::kFloat, src.path);
+  } catch (const itk::ExceptionObject& e) {
+    throw file_error(src.path, "cannot read channel " + std::to_string(channel) +
+                                   " (truncated or corrupt file?): " + itk_message(e));
+  }
 }
 
 bool in_byte_range(const at::Tensor& data) {
@@ -383,15 +455,29 @@ void write_typed(const at::Tensor& xyz, const data::Geometry& g, const std::stri
 
 }  // namespace
 
-data::Volume read_image(const std::string& path) {
+data::Volume read_image(const std::string& path, std::optional<int64_t> channel) {
   const Source src = open_source(path);
-  data::Volume v = read_volume<float>(src, at::kFloat);
+  const int64_t count = src.channels.count;
+  if (channel && (*channel < 0 || *channel >= count))
+    throw file_error(path, count == 1 ? "has one channel (0); channel " + std::to_string(*channel) +
+                                            " does not exist"
+                                      : "channel " + std::to_string(*channel) + " does not exist: " +
+                                            describe_channels(src.channels) + " (0–" +
+                                            std::to_string(count - 1) + ")");
+  if (count > 1 && !channel)
+    throw file_error(path, describe_channels(src.channels) +
+                               " (several scans in one file, e.g. MR sequences): choose one with "
+                               "the channel option (0–" + std::to_string(count - 1) + ")");
+  data::Volume v = count > 1 ? read_channel(src, *channel) : read_volume<float>(src, at::kFloat);
   data::require_finite(v);
   return v;
 }
 
 data::Volume read_label(const std::string& path) {
   const Source src = open_source(path);
+  if (src.channels.count > 1)
+    throw file_error(path, "label map with " + describe_channels(src.channels) +
+                               "; a 3-D label map is required");
   if (!src.dicom_files.empty() || !is_integer_component(src.io->GetComponentType())) {
     return src.dicom_files.empty() && src.io->GetComponentType() == itk::IOComponentEnum::FLOAT
                ? read_float_label<float>(src, at::kFloat)

@@ -88,7 +88,8 @@ std::string scan_extension(const std::string& filename, const std::string& bytes
   return "";
 }
 
-data::Volume read_scan_bytes(const std::string& bytes, const std::string& name) {
+data::Volume read_scan_bytes(const std::string& bytes, const std::string& name,
+                             std::optional<int64_t> channel) {
   const auto ext = scan_extension(name, bytes);
   if (ext.empty() || ext == ".nhdr")
     throw Error(name + ": not a NIfTI, NRRD or MetaImage (.mha) file");
@@ -100,7 +101,7 @@ data::Volume read_scan_bytes(const std::string& bytes, const std::string& name) 
     if (!out) throw Error(name + ": cannot store the upload in " + path.string());
   }
   try {
-    auto volume = imageio::read_image(path.string());
+    auto volume = imageio::read_image(path.string(), channel);
     volume.source = name;
     return volume;
   } catch (const Error& e) {

@@ -281,6 +281,13 @@ void Server::routes() {
       const auto body = parse_body(req);
       if (!body.is_object() || !body.contains("path") || !body["path"].is_string())
         throw HttpError(400, "expected {\"path\": \"<file or DICOM folder under the data root>\"}");
+      std::optional<int64_t> channel;
+      if (body.contains("channel") && !body["channel"].is_null()) {
+        if (!body["channel"].is_number_unsigned())
+          throw HttpError(400, "\"channel\" must be a channel number (0, 1, ...), got " +
+                                   body["channel"].dump());
+        channel = body["channel"].get<int64_t>();
+      }
       if (options_.data_root.empty())
         throw HttpError(403, "this server has no --data-root: upload the scan instead");
       std::string path;
@@ -291,14 +298,21 @@ void Server::routes() {
       } catch (const PathNotFound& e) {
         throw HttpError(404, e.what());
       }
-      scan = imageio::read_image(path);
+      scan = imageio::read_image(path, channel);
       scan.source = body["path"].get<std::string>();
     } else {
       if (req.body.empty())
         throw HttpError(400, "empty request: send the scan as the body or {\"path\": ...} as JSON");
       const auto name = req.has_header("X-Filename") ? req.get_header_value("X-Filename")
                                                      : std::string("upload");
-      scan = read_scan_bytes(req.body, name);
+      std::optional<int64_t> channel;
+      if (req.has_param("channel")) {
+        const auto text = req.get_param_value("channel");
+        if (text.empty() || text.size() > 6 || text.find_first_not_of("0123456789") != std::string::npos)
+          throw HttpError(400, "?channel= must be a channel number (0, 1, ...), got '" + text + "'");
+        channel = std::stoll(text);
+      }
+      scan = read_scan_bytes(req.body, name, channel);
     }
     interaction::Session session(model_, std::move(scan), options_.session);
     std::string id;

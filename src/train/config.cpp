@@ -134,6 +134,14 @@ void validate(const Config& c, const std::string& source) {
     check.require(d.name.find('/') == std::string::npos, key + ".name",
                   "must not contain '/' (it is the first part of each case id), got '" +
                       d.name + "'");
+    check.require(d.image_pattern.empty() == d.label_pattern.empty(), key,
+                  "give both image_pattern and label_pattern, or neither");
+    for (const auto* pattern : {&d.image_pattern, &d.label_pattern})
+      check.require(pattern->empty() || pattern->find("{case}") != std::string::npos,
+                    key + (pattern == &d.image_pattern ? ".image_pattern" : ".label_pattern"),
+                    "must hold {case} where each case's name goes, got '" + *pattern + "'");
+    check.require(d.image_pattern.empty() || !d.root.empty(), key,
+                  "image_pattern and label_pattern are read under a root folder");
     for (size_t j = 0; j < d.pairs.size(); ++j)
       check.require(!d.pairs[j].first.empty() && !d.pairs[j].second.empty(),
                     key + ".pairs." + std::to_string(j), "needs both image and label paths");
@@ -375,6 +383,10 @@ class Reader {
     v = scalar<double>(n, key, "a number");
   }
   void read(const YAML::Node& n, std::string& v, const std::string& key) const {
+    // A file pattern such as {case}/{case}_flair.nii.gz, unquoted, is a YAML map.
+    if (n.IsMap() && n.Style() == YAML::EmitterStyle::Flow)
+      fail(key, "expected a string, got a map: YAML reads a value that starts with '{' as one; "
+                "put it in quotes");
     v = n.IsNull() ? std::string() : scalar<std::string>(n, key, "a string");
   }
   void read(const YAML::Node& n, std::vector<int64_t>& v, const std::string& key) const {
@@ -489,6 +501,9 @@ void visit(V& v, Config& c) {
         p("image", pair.first);
         p("label", pair.second);
       });
+      ds("image_pattern", spec.image_pattern);
+      ds("label_pattern", spec.label_pattern);
+      ds("channel", spec.channel);
       ds("target_labels", spec.target_labels);
       ds("modality", spec.modality);
     });

@@ -44,8 +44,8 @@ data::PreprocessSettings preprocess_settings(const Config& config) {
   return settings;
 }
 
-RunData prepare_run_data(const Config& config, const data::CaseReader& reader,
-                         dist::ProcessGroup* group) {
+PreparedCases prepare_cases(const Config& config, const data::CaseReader& reader,
+                            dist::ProcessGroup* group) {
   std::vector<data::DatasetSpec> specs;
   for (const auto& d : config.data.datasets) {
     data::DatasetSpec s;
@@ -54,12 +54,15 @@ RunData prepare_run_data(const Config& config, const data::CaseReader& reader,
                  ? fs::path(d.dataset_json).parent_path().string()
                  : d.root;
     s.pairs = d.pairs;
+    s.image_pattern = d.image_pattern;
+    s.label_pattern = d.label_pattern;
+    s.channel = d.channel;
     for (auto t : d.target_labels) s.targets.push_back(static_cast<int>(t));
     s.modality = d.modality == Modality::kCT ? data::Modality::CT : data::Modality::MR;
     specs.push_back(std::move(s));
   }
   const auto cases = data::discover_cases(specs);
-  RunData out;
+  PreparedCases out;
   out.cache_dir = config.data.cache_dir.empty() ? (fs::path(config.output) / "cache").string()
                                                 : config.data.cache_dir;
   const auto settings = preprocess_settings(config);
@@ -94,13 +97,22 @@ RunData prepare_run_data(const Config& config, const data::CaseReader& reader,
   std::vector<std::string> ids;
   for (const auto& c : cases) ids.push_back(c.id);
   std::vector<std::string> missing;
-  auto present = data::cached_entries(out.cache_dir, ids, &missing);
-  std::vector<std::string> usable;
-  for (const auto& c : cases)
-    if (std::find(missing.begin(), missing.end(), c.id) == missing.end()) usable.push_back(c.id);
+  out.entries = data::cached_entries(out.cache_dir, ids, &missing);
+  for (const auto& id : ids)
+    if (std::find(missing.begin(), missing.end(), id) == missing.end()) out.ids.push_back(id);
   if (!missing.empty() && !reader && main)
     spdlog::warn("data: " + std::to_string(missing.size()) +
                  " case(s) have no cache entry and are left out (run `msam prepare` to see why)");
+  return out;
+}
+
+RunData prepare_run_data(const Config& config, const data::CaseReader& reader,
+                         dist::ProcessGroup* group) {
+  const auto prepared = prepare_cases(config, reader, group);
+  const auto& usable = prepared.ids;
+  const bool main = !group || group->is_main();
+  RunData out;
+  out.cache_dir = prepared.cache_dir;
   if (usable.size() < 3)
     throw Error("data: only " + std::to_string(usable.size()) +
                 " usable case(s) after preprocessing; a train/val/test split needs at least 3");

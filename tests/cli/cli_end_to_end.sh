@@ -191,6 +191,18 @@ expect_exit2 "excludes" "$MSAM" eval --config "$SRC/configs/tiny_cpu.yaml" "${SE
 expect_exit2 "$W/none: no such folder of predictions" "$MSAM" eval --config "$SRC/configs/tiny_cpu.yaml" \
   "${SET[@]}" --predictions "$W/none"
 
+# A model scored on data it never saw: --split all takes every case of the configured data
+# (two here, fewer than a split needs) and neither reads nor writes a split.
+"$MSAM" synth --out "$W/unseen" --cases 2 --seed 11 >/dev/null
+"$MSAM" eval --config "$SRC/configs/tiny_cpu.yaml" "${SET[@]}" --set "data.datasets.0.root=$W/unseen" \
+  --set "output=$W/unseen_run" --checkpoint "$W/run/best.safetensors" --split all --clicks 2 \
+  --overlays 0 > "$W/eval_all.log" 2>&1 || { cat "$W/eval_all.log"; fail "eval --split all"; }
+[ "$(tail -n +2 "$W/unseen_run/eval_all/per_case.csv" | wc -l)" = 2 ] \
+  || { cat "$W/unseen_run/eval_all/per_case.csv"; fail "eval --split all: not every case"; }
+[ ! -e "$W/unseen_run/split.json" ] || fail "eval --split all wrote a split"
+expect_exit2 "--split" "$MSAM" eval --config "$SRC/configs/tiny_cpu.yaml" "${SET[@]}" \
+  --checkpoint "$W/run/best.safetensors" --split everything
+
 # Segment a real scan from a click inside its lesion: the mask keeps the scan's geometry.
 "$MSAM" segment --checkpoint "$W/run/best.safetensors" --image "$SHARED/data/msam_lung_ct/image.nii.gz" \
   --click 64,64,64,fg --out "$W/seg.nii.gz" --prob "$W/prob.nii.gz" > "$W/seg.log" 2>&1 || { cat "$W/seg.log"; fail "segment"; }
@@ -245,6 +257,24 @@ expect_exit2 "--log-level: loud not in" "$MSAM" --log-level loud prepare --confi
 } > "$W/nan.nrrd"
 expect_exit2 "nan.nrrd: 2 voxels are NaN or Inf" "$MSAM" segment --checkpoint "$W/run/best.safetensors" \
   --image "$W/nan.nrrd" --click 16,16,16 --out "$W/x.nii.gz"
+# Two channels on a 4th axis (MR sequences in one file): --channel picks one, segmented as the
+# same scan in a file of its own; without it the scan is refused, naming the channels.
+python3 - "$W" <<'PY'
+import struct, sys
+channels = [[float((i * 37) % 101) for i in range(32 ** 3)], [float((i * 53) % 89) for i in range(32 ** 3)]]
+head = 'NRRD0004\ntype: float\ndimension: {}\nsizes: 32 32 32{}\nendian: little\nencoding: raw\n\n'
+with open(sys.argv[1] + '/two.nrrd', 'wb') as f:
+    f.write(head.format(4, ' 2').encode() + struct.pack('<65536f', *channels[0], *channels[1]))
+with open(sys.argv[1] + '/second.nrrd', 'wb') as f:
+    f.write(head.format(3, '').encode() + struct.pack('<32768f', *channels[1]))
+PY
+"$MSAM" segment --checkpoint "$W/run/best.safetensors" --image "$W/two.nrrd" --channel 1 --click 16,16,16 \
+  --out "$W/channel1.nii" > "$W/channel.log" 2>&1 || { cat "$W/channel.log"; fail "segment --channel"; }
+"$MSAM" segment --checkpoint "$W/run/best.safetensors" --image "$W/second.nrrd" --click 16,16,16 \
+  --out "$W/second.nii" > "$W/second.log" 2>&1 || { cat "$W/second.log"; fail "segment of the channel's own file"; }
+cmp -s "$W/channel1.nii" "$W/second.nii" || fail "segment --channel 1 differs from the channel's own file"
+expect_exit2 "two.nrrd: 2 channels on a 4th axis" "$MSAM" segment --checkpoint "$W/run/best.safetensors" \
+  --image "$W/two.nrrd" --click 16,16,16 --out "$W/x.nii.gz"
 "$MSAM" train --help > "$W/help.log" || fail "--help does not exit 0"
 grep -q -- "--resume" "$W/help.log" || fail "--help output"
 expect_error "outside the volume" "$MSAM" segment --checkpoint "$W/run/best.safetensors" \

@@ -11,6 +11,7 @@
 
 #include "dicom_series.h"
 #include "fixtures.h"
+#include "multi_channel.h"
 #include "msam/data/cache.h"
 #include "msam/data/dataset.h"
 #include "msam/data/synth.h"
@@ -24,7 +25,7 @@ namespace {
 
 CaseReader itk_reader() {
   return [](const CaseSource& c) {
-    return std::make_pair(msam::imageio::read_image(c.image), msam::imageio::read_label(c.label));
+    return std::make_pair(msam::imageio::read_image(c.image, c.channel), msam::imageio::read_label(c.label));
   };
 }
 
@@ -260,4 +261,67 @@ TEST(PrepareRealData, BratsFlairLesionsKeepTheirVolumeInTheDemoGrid) {
     const auto cached = read_cache_entry(entry);
     EXPECT_EQ(cached.label.sum().item<int64_t>(), info.label_voxels);
   }
+}
+
+// The same BraTS scan as other releases distribute it prepares to the same patch: in the
+// Decathlon's layout (FLAIR as channel 0 of a 4-D file, whole tumour = labels 1–3, chosen by
+// the channel's name in dataset.json) and in per-case folders named by file patterns.
+TEST(PrepareRealData, OtherBratsReleasesPrepareToTheSamePatch) {
+  const auto dir = msam::test::temp_dir("prepare_brats_layouts");
+  const std::string source = MSAM_SOURCE_DIR;
+  const auto config = msam::train::load_config(source + "/configs/brats_flair_cpu.yaml",
+                                               {"data.datasets.0.root=" + msam::test::data_path("brats2018_flair")});
+  const auto settings = msam::train::preprocess_settings(config);
+  const auto flair = msam::test::data_path("brats2018_flair/imagesTr/brats18_08_0000.nii.gz");
+  const auto mask = msam::test::data_path("brats2018_flair/labelsTr/brats18_08.nii.gz");
+
+  // The Decathlon: channels FLAIR, T1w, T1gd, T2w; the others stand in as transforms of it.
+  const fs::path msd = fs::path(dir) / "Task01_BrainTumour";
+  fs::create_directories(msd / "imagesTr");
+  fs::create_directories(msd / "labelsTr");
+  {
+    const auto scan = msam::imageio::read_image(flair);
+    msam::test::write_channels((msd / "imagesTr/BRATS_008.nii").string(),
+                               {scan.data, scan.data * 0.5, scan.data.neg(), scan.data + 100}, scan.geometry);
+    auto label = msam::imageio::read_label(mask);
+    label.data = label.data * 2;  // the Decathlon's "non-enhancing tumour" stands for the whole
+    msam::imageio::write_volume((msd / "labelsTr/BRATS_008.nii.gz").string(), label);
+  }
+  std::ofstream(msd / "dataset.json")
+      << R"({"modality": {"0": "FLAIR", "1": "T1w", "2": "t1gd", "3": "T2w"},)"
+      << R"( "training": [{"image": "./imagesTr/BRATS_008.nii", "label": "./labelsTr/BRATS_008.nii.gz"}]})";
+
+  // BraTS 2021's folders, the files linked.
+  const fs::path native = fs::path(dir) / "BraTS2021";
+  fs::create_directories(native / "BraTS2021_00008");
+  fs::create_symlink(flair, native / "BraTS2021_00008/BraTS2021_00008_flair.nii.gz");
+  fs::create_symlink(mask, native / "BraTS2021_00008/BraTS2021_00008_seg.nii.gz");
+
+  DatasetSpec original{"original", "", {{flair, mask}}, {1}, Modality::MR};
+  DatasetSpec decathlon{"", msd.string(), {}, {1, 2, 3}, Modality::MR};
+  decathlon.channel = "flair";
+  DatasetSpec brats2021{"", native.string(), {}, {1, 2, 4}, Modality::MR};
+  brats2021.image_pattern = "{case}/{case}_flair.nii.gz";
+  brats2021.label_pattern = "{case}/{case}_seg.nii.gz";
+  const auto cases = discover_cases({original, decathlon, brats2021});
+  ASSERT_EQ(cases.size(), 3u);
+  const auto report = prepare_cache(cases, settings, dir + "/cache", itk_reader());
+  std::vector<CachedCase> prepared;
+  for (const auto& c : report.cases) {
+    ASSERT_EQ(c.status, CaseOutcome::Status::Prepared) << c.case_id << ": " << c.message;
+    prepared.push_back(read_cache_entry(c.entry));
+  }
+  for (size_t i = 1; i < prepared.size(); ++i) {
+    SCOPED_TRACE(prepared[i].info.case_id);
+    EXPECT_TRUE(torch::equal(prepared[i].image, prepared[0].image));
+    EXPECT_TRUE(torch::equal(prepared[i].label, prepared[0].label));
+    EXPECT_EQ(prepared[i].info.label_voxels, prepared[0].info.label_voxels);
+  }
+  // Another channel is another scan: the channel is in the cache key, so the entry is
+  // prepared again, from that channel.
+  auto t1gd = cases[1];
+  t1gd.channel = 2;
+  const auto other = prepare_cache({t1gd}, settings, dir + "/cache", itk_reader());
+  ASSERT_EQ(other.cases[0].status, CaseOutcome::Status::Prepared) << other.cases[0].message;
+  EXPECT_FALSE(torch::equal(read_cache_entry(other.cases[0].entry).image, prepared[1].image));
 }

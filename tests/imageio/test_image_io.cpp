@@ -1,15 +1,18 @@
 #include <gtest/gtest.h>
 #include <itkImage.h>
 #include <itkImageFileWriter.h>
+#include <itkVectorImage.h>
 #include <torch/torch.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 
 #include "dicom_series.h"
 #include "fixtures.h"
+#include "multi_channel.h"
 #include "msam/common/error.h"
 #include "msam/data/geometry_ops.h"
 #include "msam/imageio/image_io.h"
@@ -177,18 +180,59 @@ TEST(ImageIO, ErrorsNameTheFile) {
                {"x.nii", "3-D"});
 }
 
-TEST(ImageIO, RejectsNonSingletonFourthAxis) {
-  const std::string path = test::temp_dir("imageio_4d") + "/series.nii.gz";
-  using Image4 = itk::Image<float, 4>;
-  auto image = Image4::New();
-  Image4::SizeType size{{3, 3, 3, 2}};
-  image->SetRegions(Image4::RegionType(size));
-  image->Allocate(true);
-  auto writer = itk::ImageFileWriter<Image4>::New();
-  writer->SetInput(image);
-  writer->SetFileName(path);
-  writer->Update();
-  expect_error([&] { imageio::read_image(path); }, {path, "4-D", "size 2"});
+TEST(ImageIO, ChannelsOnAFourthAxisOrAsComponents) {
+  const std::string dir = test::temp_dir("imageio_4d");
+  // Three channels of a 4×5×6 volume, channel c holding c * 1000 + the voxel's index.
+  const auto zyx = torch::arange(120, torch::kFloat).reshape({6, 5, 4});
+  const auto xyz = zyx.permute({2, 1, 0});
+  const data::Geometry g = oblique_geometry();
+
+  const std::string path = dir + "/sequences.nii.gz";
+  test::write_channels(path, {xyz, xyz + 1000, xyz + 2000}, g);
+
+  for (int c = 0; c < 3; ++c) {
+    const auto v = imageio::read_image(path, c);
+    ASSERT_EQ(v.data.sizes(), (at::IntArrayRef{4, 5, 6}));
+    EXPECT_TRUE(torch::equal(v.data, (zyx + 1000 * c).permute({2, 1, 0}))) << "channel " << c;
+    expect_geometry_near(v.geometry, g, 1e-5);
+  }
+  expect_error([&] { imageio::read_image(path); }, {path, "3 channels on a 4th axis", "channel option (0–2)"});
+  expect_error([&] { imageio::read_image(path, 3); }, {path, "channel 3 does not exist", "(0–2)"});
+  expect_error([&] { imageio::read_label(path); }, {path, "label map with 3 channels"});
+
+  // A single-channel file takes channel 0 and no other.
+  const std::string single = dir + "/single.nii";
+  imageio::write_volume(single, data::Volume{zyx.permute({2, 1, 0}), g, ""});
+  EXPECT_TRUE(torch::equal(imageio::read_image(single, 0).data, imageio::read_image(single).data));
+  expect_error([&] { imageio::read_image(single, 1); }, {single, "has one channel (0); channel 1 does not exist"});
+
+  // Vector pixels (NRRD): the same channels as components.
+  using Vector3 = itk::VectorImage<float, 3>;
+  auto vectors = Vector3::New();
+  vectors->SetRegions(Vector3::RegionType(Vector3::SizeType{{4, 5, 6}}));
+  vectors->SetNumberOfComponentsPerPixel(3);
+  vectors->Allocate();
+  const auto interleaved = torch::stack({zyx, zyx + 1000, zyx + 2000}, -1).contiguous();
+  std::memcpy(vectors->GetBufferPointer(), interleaved.data_ptr<float>(), 360 * sizeof(float));
+  const std::string nrrd = dir + "/vectors.nrrd";
+  auto vector_writer = itk::ImageFileWriter<Vector3>::New();
+  vector_writer->SetInput(vectors);
+  vector_writer->SetFileName(nrrd);
+  vector_writer->Update();
+  EXPECT_TRUE(torch::equal(imageio::read_image(nrrd, 2).data, (zyx + 2000).permute({2, 1, 0})));
+  expect_error([&] { imageio::read_image(nrrd); }, {nrrd, "3 components per pixel", "channel"});
+
+  // A second non-singleton axis beyond the third is not a set of channels.
+  using Image5 = itk::Image<float, 5>;
+  auto five = Image5::New();
+  five->SetRegions(Image5::RegionType(Image5::SizeType{{3, 3, 3, 2, 2}}));
+  five->Allocate(true);
+  const std::string five_path = dir + "/five.nrrd";
+  auto five_writer = itk::ImageFileWriter<Image5>::New();
+  five_writer->SetInput(five);
+  five_writer->SetFileName(five_path);
+  five_writer->Update();
+  expect_error([&] { imageio::read_image(five_path, 0); }, {five_path, "5-D", "axis 5"});
 }
 
 TEST(ImageIO, DicomSeriesFolder) {

@@ -1,6 +1,10 @@
 // `msam serve`'s HTTP API on a loopback port, in this process: a session's masks equal the same
 // clicks run through interaction::Session directly, every documented error status is answered
 // (and the server keeps serving), concurrent clients, memory after the sessions are gone.
+// ITK (through the test's multi-channel writer) before httplib, whose macros its Eigen does
+// not survive.
+#include "../imageio/multi_channel.h"
+
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <torch/torch.h>
@@ -166,6 +170,49 @@ TEST(Serve, UploadedScanEqualsTheSameFileByPath) {
   const auto by_path = body_of(c.Get("/api/sessions/" + open_session(c, "breast_mr/image.nrrd")));
   for (const char* key : {"size", "spacing", "origin", "direction"})
     EXPECT_EQ(uploaded.at(key), by_path.at(key)) << key;
+}
+
+// A multi-channel scan (MR sequences on a 4th axis) opens one channel, by path or upload;
+// without a channel, or with a bad one, the client is told and the server keeps serving.
+TEST(Serve, MultiChannelScansOpenTheChannelAsked) {
+  const auto dir = test::temp_dir("serve_channels");
+  const auto scan = imageio::read_image(test::data_path(kScan));
+  test::write_channels(dir + "/sequences.nii", {scan.data, scan.data.neg()}, scan.geometry);
+  auto options = options_for_tests();
+  options.data_root = dir;
+  RunningServer running(test::tiny_model(3), options);
+  auto c = running.client();
+
+  auto r = c.Post("/api/sessions", json{{"path", "sequences.nii"}, {"channel", 1}}.dump(), "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 201) << r->body;
+  auto got = c.Get("/api/sessions/" + json::parse(r->body).at("id").get<std::string>() + "/scan");
+  ASSERT_TRUE(got && got->status == 200);
+  EXPECT_TRUE(torch::equal(serve::read_scan_bytes(got->body, "scan.nii.gz").data, scan.data.neg()));
+
+  std::ifstream in(dir + "/sequences.nii", std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  httplib::Headers named{{"X-Filename", "sequences.nii"}};
+  r = c.Post("/api/sessions?channel=0", named, bytes, "application/octet-stream");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 201) << r->body;
+  EXPECT_EQ(json::parse(r->body).at("size"), json::array({122, 101, 30}));
+
+  r = c.Post("/api/sessions", json{{"path", "sequences.nii"}}.dump(), "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 422);
+  EXPECT_NE(r->body.find("2 channels on a 4th axis"), std::string::npos) << r->body;
+  r = c.Post("/api/sessions?channel=2", named, bytes, "application/octet-stream");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 422);
+  EXPECT_NE(r->body.find("sequences.nii: channel 2 does not exist"), std::string::npos) << r->body;
+  r = c.Post("/api/sessions", json{{"path", "sequences.nii"}, {"channel", -1}}.dump(), "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400);
+  r = c.Post("/api/sessions?channel=flair", named, bytes, "application/octet-stream");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400);
+  EXPECT_EQ(body_of(c.Get("/api/info")).at("sessions"), 2);
 }
 
 TEST(Serve, EveryErrorIsAnsweredAndTheServerKeepsServing) {

@@ -221,6 +221,120 @@ TEST(DatasetDiscovery, PairsAreNamedAfterTheirImagesWhichMayBeDicomFolders) {
   EXPECT_NE(missing.find("gone: no such file or DICOM series folder"), std::string::npos) << missing;
 }
 
+// Multi-channel data as the Decathlon, nnU-Net v1 and nnU-Net v2 lay it out: `channel` by
+// index or by the name dataset.json gives it; several channels and none chosen is an error
+// that lists them.
+TEST(DatasetDiscovery, ChannelsByIndexOrNameInEveryLayout) {
+  const std::string names = R"("0": "FLAIR", "1": "T1w", "2": "t1gd", "3": "T2w")";
+  auto spec = [](const fs::path& root, const std::string& channel) {
+    DatasetSpec s;
+    s.root = root.string();
+    s.channel = channel;
+    return s;
+  };
+
+  // The Decathlon: one 4-D file per case; the channel is read from it.
+  const fs::path msd = msam::test::temp_dir("channels_msd") + "/Task01_BrainTumour";
+  touch(msd / "imagesTr/BRATS_001.nii.gz");
+  touch(msd / "labelsTr/BRATS_001.nii.gz");
+  touch(msd / "dataset.json", R"({"modality": {)" + names +
+                                  R"(}, "training": [{"image": "./imagesTr/BRATS_001.nii.gz", "label": "./labelsTr/BRATS_001.nii.gz"}]})");
+  auto msg = error_of([&] { discover_cases(spec(msd, "")); });
+  EXPECT_NE(msg.find("dataset.json: names 4 channels (0 FLAIR, 1 T1w, 2 t1gd, 3 T2w)"), std::string::npos) << msg;
+  auto cases = discover_cases(spec(msd, "flair"));
+  ASSERT_EQ(cases.size(), 1u);
+  EXPECT_EQ(cases[0].id, "Task01_BrainTumour/BRATS_001");
+  EXPECT_EQ(cases[0].channel, std::optional<int64_t>(0));
+  EXPECT_EQ(discover_cases(spec(msd, "2"))[0].channel, std::optional<int64_t>(2));
+  msg = error_of([&] { discover_cases(spec(msd, "4")); });
+  EXPECT_NE(msg.find("names no channel 4"), std::string::npos) << msg;
+  msg = error_of([&] { discover_cases(spec(msd, "dwi")); });
+  EXPECT_NE(msg.find("channel 'dwi' is not among the channels its dataset.json names (0 FLAIR"), std::string::npos) << msg;
+
+  // nnU-Net v1 keeps that dataset.json but splits the channels into _000N files.
+  const fs::path v1 = msam::test::temp_dir("channels_v1") + "/Task001_BrainTumour";
+  for (const char* f : {"imagesTr/BRATS_001_0000.nii.gz", "imagesTr/BRATS_001_0001.nii.gz",
+                        "imagesTr/BRATS_001_0002.nii.gz", "imagesTr/BRATS_001_0003.nii.gz",
+                        "labelsTr/BRATS_001.nii.gz"})
+    touch(v1 / f);
+  fs::copy_file(msd / "dataset.json", v1 / "dataset.json");
+  cases = discover_cases(spec(v1, "T1GD"));
+  ASSERT_EQ(cases.size(), 1u);
+  EXPECT_EQ(cases[0].image, (v1 / "imagesTr/BRATS_001_0002.nii.gz").string());
+  EXPECT_FALSE(cases[0].channel.has_value());  // the file is one channel
+  msg = error_of([&] { discover_cases(spec(v1, "")); });
+  EXPECT_NE(msg.find("case 'BRATS_001' has channels _0000, _0001, _0002, _0003 (dataset.json: 0 FLAIR"),
+            std::string::npos) << msg;
+
+  // nnU-Net v2: a dataset.json without a case list, channel names under "channel_names".
+  const fs::path v2 = msam::test::temp_dir("channels_v2") + "/Dataset001_BrainTumour";
+  for (const char* f : {"imagesTr/BRATS_001_0000.nii.gz", "imagesTr/BRATS_001_0001.nii.gz",
+                        "labelsTr/BRATS_001.nii.gz", "imagesTr/BRATS_002_0000.nii.gz",
+                        "labelsTr/BRATS_002.nii.gz"})
+    touch(v2 / f);
+  touch(v2 / "dataset.json", R"({"channel_names": {"0": "FLAIR", "1": "T1w"}, "labels": {"background": 0}, "file_ending": ".nii.gz"})");
+  msg = error_of([&] { discover_cases(spec(v2, "T1w")); });
+  EXPECT_NE(msg.find("no channel 1 image for this label: expected"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("BRATS_002_0001.nii.gz"), std::string::npos) << msg;
+  touch(v2 / "imagesTr/BRATS_002_0001.nii.gz");
+  cases = discover_cases(spec(v2, "T1w"));
+  ASSERT_EQ(cases.size(), 2u);
+  EXPECT_EQ(cases[1].image, (v2 / "imagesTr/BRATS_002_0001.nii.gz").string());
+  EXPECT_EQ(discover_cases(spec(v2, "0"))[1].image, (v2 / "imagesTr/BRATS_002_0000.nii.gz").string());
+
+  // A name needs a dataset.json that gives names; pairs take an index only.
+  const fs::path plain = msam::test::temp_dir("channels_plain");
+  touch(plain / "imagesTr/a_0000.nii.gz");
+  touch(plain / "labelsTr/a.nii.gz");
+  msg = error_of([&] { discover_cases(spec(plain, "FLAIR")); });
+  EXPECT_NE(msg.find("channel 'FLAIR' is not a number, and no dataset.json"), std::string::npos) << msg;
+  DatasetSpec pairs{"p", "", {{(plain / "imagesTr/a_0000.nii.gz").string(), (plain / "labelsTr/a.nii.gz").string()}}, {}, {}};
+  pairs.channel = "1";
+  EXPECT_EQ(discover_cases(pairs)[0].channel, std::optional<int64_t>(1));
+}
+
+// BraTS as each release distributes it: a folder per case, its sequences and segmentation
+// named after it.
+TEST(DatasetDiscovery, FilePatternsFindPerCaseFolders) {
+  const fs::path root = msam::test::temp_dir("patterns") + "/BraTS2021_Training_Data";
+  for (const char* c : {"BraTS2021_00000", "BraTS2021_00002"})
+    for (const char* f : {"_flair.nii.gz", "_t1.nii.gz", "_seg.nii.gz"})
+      touch(root / c / (std::string(c) + f));
+  touch(root / "name_mapping.csv");        // release files beside the case folders
+  touch(root / "BraTS2021_00005/notes.txt");  // a folder without the sequence: warned, skipped
+  DatasetSpec spec;
+  spec.root = root.string();
+  spec.image_pattern = "{case}/{case}_flair.nii.gz";
+  spec.label_pattern = "{case}/{case}_seg.nii.gz";
+  auto cases = discover_cases(spec);
+  ASSERT_EQ(cases.size(), 2u);
+  EXPECT_EQ(cases[0].id, "BraTS2021_Training_Data/BraTS2021_00000");
+  EXPECT_EQ(cases[1].image, (root / "BraTS2021_00002/BraTS2021_00002_flair.nii.gz").string());
+  EXPECT_EQ(cases[1].label, (root / "BraTS2021_00002/BraTS2021_00002_seg.nii.gz").string());
+
+  // The case name may sit inside a file name too (a flat folder).
+  const fs::path flat = msam::test::temp_dir("patterns") + "/flat";
+  touch(flat / "scans/p7-t2f.nii.gz");
+  touch(flat / "masks/p7-seg.nii.gz");
+  spec.root = flat.string();
+  spec.image_pattern = "scans/{case}-t2f.nii.gz";
+  spec.label_pattern = "masks/{case}-seg.nii.gz";
+  cases = discover_cases(spec);
+  ASSERT_EQ(cases.size(), 1u);
+  EXPECT_EQ(cases[0].id, "flat/p7");
+
+  fs::remove(flat / "masks/p7-seg.nii.gz");
+  auto msg = error_of([&] { discover_cases(spec); });
+  EXPECT_NE(msg.find("p7-t2f.nii.gz: no label for this image: expected"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("masks/p7-seg.nii.gz"), std::string::npos) << msg;
+  spec.image_pattern = "scans/{case}_flair.nii.gz";
+  msg = error_of([&] { discover_cases(spec); });
+  EXPECT_NE(msg.find("no case matches the image pattern 'scans/{case}_flair.nii.gz'"), std::string::npos) << msg;
+  spec.label_pattern = "";
+  msg = error_of([&] { discover_cases(spec); });
+  EXPECT_NE(msg.find("give both an image and a label pattern"), std::string::npos) << msg;
+}
+
 // ---- splits -----------------------------------------------------------------------------
 
 TEST(Split, DeterministicSixTwoTwo) {

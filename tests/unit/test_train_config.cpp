@@ -160,6 +160,17 @@ TEST(TrainConfig, ImpossibleValuesNameTheKey) {
   EXPECT_TRUE(contains(load_error(base, {"data.rotation=181"}), "data.rotation: must be in [0, 180] degrees"));
   EXPECT_TRUE(contains(load_error(base, {"data.zoom=1"}), "data.zoom: must be in [0, 1)"));
   EXPECT_TRUE(contains(load_error(base, {"data.gamma=-0.5"}), "data.gamma: must be >= 0"));
+  EXPECT_TRUE(contains(load_error(base, {"data.datasets.0.image_pattern='{case}/{case}_flair.nii.gz'"}),
+                       "data.datasets.0: give both image_pattern and label_pattern, or neither"));
+  EXPECT_TRUE(contains(load_error(base, {"data.datasets.0.image_pattern=flair.nii.gz",
+                                         "data.datasets.0.label_pattern='{case}/seg.nii.gz'"}),
+                       "data.datasets.0.image_pattern: must hold {case}"));
+  EXPECT_TRUE(contains(load_error(base, {"data.datasets.0.image_pattern={case}/{case}_flair.nii.gz"}),
+                       "data.datasets.0.image_pattern: expected a string, got a map: YAML reads a value "
+                       "that starts with '{' as one; put it in quotes"));
+  EXPECT_TRUE(contains(load_error("data:\n  datasets:\n    - pairs: [{image: a.nii, label: b.nii}]\n"
+                                  "      image_pattern: '{case}.nii'\n      label_pattern: '{case}_seg.nii'\n"),
+                       "data.datasets.0: image_pattern and label_pattern are read under a root folder"));
   EXPECT_EQ(load_error(base + "precision: bf16\ndevice: cuda\n"), "");
 }
 
@@ -195,7 +206,9 @@ TEST(TrainConfig, YamlRoundTripGivesTheSameConfig) {
   const Config c = load_config(
       path, {"optim.lr=3.3e-4", "optim.clip_grad_norm=1.5", "data.spacing=[1.5, 1.5, 1.5]", "loss.kind=dice_bce",
              "data.datasets=[{pairs: [{image: a.nii.gz, label: b.nii.gz}], modality: mr}, "
-             "{dataset_json: /msd/dataset.json, target_labels: [1, 2]}]",
+             "{dataset_json: /msd/dataset.json, target_labels: [1, 2], channel: FLAIR}, "
+             "{root: /brats, image_pattern: '{case}/{case}_flair.nii.gz', "
+             "label_pattern: '{case}/{case}_seg.nii.gz', channel: 0}]",
              "precision=fp16", "device=cuda", "model.checkpoint=/ckpt/sam med3d.pth",
              "output='/tmp/out: run'"});
   const std::string text = to_yaml(c);
@@ -204,10 +217,14 @@ TEST(TrainConfig, YamlRoundTripGivesTheSameConfig) {
   EXPECT_EQ(back.optim.lr, 3.3e-4);
   EXPECT_EQ(back.optim.clip_grad_norm, 1.5);
   EXPECT_EQ(back.loss.kind, LossKind::kDiceBce);
-  ASSERT_EQ(back.data.datasets.size(), 2u);
+  ASSERT_EQ(back.data.datasets.size(), 3u);
   ASSERT_EQ(back.data.datasets[0].pairs.size(), 1u);
   EXPECT_EQ(back.data.datasets[0].pairs[0].second, "b.nii.gz");
   EXPECT_EQ(back.data.datasets[1].target_labels, (std::vector<int64_t>{1, 2}));
+  EXPECT_EQ(back.data.datasets[1].channel, "FLAIR");
+  EXPECT_EQ(back.data.datasets[2].image_pattern, "{case}/{case}_flair.nii.gz");
+  EXPECT_EQ(back.data.datasets[2].label_pattern, "{case}/{case}_seg.nii.gz");
+  EXPECT_EQ(back.data.datasets[2].channel, "0");
   EXPECT_EQ(back.model.checkpoint, "/ckpt/sam med3d.pth");
   EXPECT_EQ(back.output, "/tmp/out: run");
   EXPECT_EQ(back.precision, Precision::kFp16);

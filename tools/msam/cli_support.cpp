@@ -19,7 +19,7 @@ namespace msam::cli {
 #ifdef MSAM_HAVE_ITK
 data::CaseReader case_reader() {
   return [](const data::CaseSource& c) {
-    return std::make_pair(imageio::read_image(c.image), imageio::read_label(c.label));
+    return std::make_pair(imageio::read_image(c.image, c.channel), imageio::read_label(c.label));
   };
 }
 

@@ -21,12 +21,17 @@ struct Options {
   int overlays = 3;
 };
 
-const std::vector<std::string>& split_entries(const train::RunData& data,
-                                              const std::string& split) {
-  if (split == "test") return data.test;
-  if (split == "val") return data.val;
-  if (split == "train") return data.train;
-  throw Error("--split: unknown split '" + split + "' (train, val, test)");
+// The cache entries of `split`; "all" is every prepared case of the configured data, with no
+// split file read or written (scoring a model on data it was not trained on).
+std::vector<std::string> split_entries(const train::Config& config, const std::string& split,
+                                       dist::ProcessGroup* group) {
+  if (split == "all") {
+    auto entries = train::prepare_cases(config, case_reader(), group).entries;
+    if (entries.empty()) throw Error("--split all: no case of the configured data could be prepared");
+    return entries;
+  }
+  auto data = train::prepare_run_data(config, case_reader(), group);
+  return split == "test" ? data.test : split == "val" ? data.val : data.train;
 }
 
 eval::SplitEvalOptions model_eval_options(const Options& o, const train::Config& config,
@@ -75,8 +80,7 @@ int run(const Options& o) {
     spdlog::info(summary);
     check_run_against_checkpoint(o.checkpoint, model->config(), config);
   }
-  auto data = train::prepare_run_data(config, case_reader(), group.get());
-  const auto& entries = split_entries(data, o.split);
+  const auto entries = split_entries(config, o.split, group.get());
   eval::SplitScores scores;
   if (o.predictions.empty())
     scores = eval::evaluate_split(model, entries, options, split_eval_hooks());
@@ -106,7 +110,9 @@ const Register reg(
           "score these masks instead of a model: <case>.nii.gz (or .nii, .nrrd, .mha, a DICOM "
           "folder) per case, in the scan's geometry");
       checkpoint->excludes(predictions);
-      app.add_option("--split", o->split, "train, val or test");
+      app.add_option("--split", o->split,
+                     "train, val, test, or all (every case of the configured data, no split)")
+          ->check(CLI::IsMember({"train", "val", "test", "all"}));
       add_click_options(app, o->clicks, o->protocol);
       for (const char* name : {"--clicks", "--protocol", "--multi-click", "--threshold", "--seed"})
         app.get_option(name)->excludes(predictions);

@@ -28,6 +28,7 @@ struct Options {
   std::vector<double> spacing;
   double threshold = interaction::kReferenceClickThreshold;
   int max_windows = 8;
+  int channel = -1;  // none: a single-channel scan
 };
 
 // x,y,z or x,y,z,fg|bg in `space`.
@@ -97,7 +98,8 @@ int run(const Options& o) {
   std::string summary;
   auto model = load_inference_model(o.checkpoint, so.device, &summary);
   spdlog::info(summary);
-  interaction::Session session(model, imageio::read_image(o.image), so);
+  const auto channel = o.channel >= 0 ? std::optional<int64_t>(o.channel) : std::nullopt;
+  interaction::Session session(model, imageio::read_image(o.image, channel), so);
   const auto result = session.add_clicks(clicks);
   for (size_t i = 0; i < result.windows.size(); ++i) {
     const auto& w = result.windows[i];
@@ -127,6 +129,10 @@ const Register reg(
           ->check(CLI::ExistingFile);
       app.add_option("--image", o->image, "scan (NIfTI, NRRD, MHA or a DICOM folder)")
           ->required();
+      app.add_option("--channel", o->channel,
+                     "which channel of a multi-channel scan (e.g. 0 for FLAIR in the Medical "
+                     "Segmentation Decathlon's 4-D brain tumour files)")
+          ->check(CLI::NonNegativeNumber);
       app.add_option("--click", o->clicks,
                      "x,y,z[,fg|bg]: voxel indices (or mm with --world); in refinement order");
       app.add_option("--clicks-json", o->clicks_json,

@@ -2,6 +2,8 @@
 // Everything returned keeps its geometry in ITK's LPS convention and the (X, Y, Z) tensor
 // axis order of msam::data::Volume; no reorientation happens here (see geometry_ops.h).
 #pragma once
+#include <cstdint>
+#include <optional>
 #include <string>
 
 #include "msam/data/volume.h"
@@ -13,17 +15,24 @@ namespace msam::imageio {
 // .nhdr, .mha, .mhd, or a folder holding exactly one DICOM series (a .nii.gz is decompressed
 // once, into a private temporary folder). Files with more than three dimensions are accepted
 // when every axis beyond the third has size 1 (e.g. (128,128,128,1,1) NIfTI); they are
-// squeezed. Throws msam::Error naming the path for: a missing path, an unreadable,
-// truncated or corrupt file, a 2-D image, a non-singleton 4th+ axis, vector/multi-component
-// pixels, and NaN/Inf intensities (an error with their count: a scan with non-finite
-// values would silently poison normalisation and training, so it is never loaded).
-data::Volume read_image(const std::string& path);
+// squeezed.
+// Multi-channel files (several scans of one geometry in one file: the Medical Segmentation
+// Decathlon's brain tumours are 240×240×155×4, FLAIR, T1w, T1gd, T2w on a 4th axis; NRRD
+// and NIfTI vector images hold them as pixel components) need `channel`, the index of the
+// one to read; only that channel's voxels are read from a 4th axis. A single-channel file
+// takes no channel or 0.
+// Throws msam::Error naming the path for: a missing path, an unreadable, truncated or
+// corrupt file, a 2-D image, a non-singleton 5th+ axis, a multi-channel file without a
+// channel or one out of range, and NaN/Inf intensities (an error with their count: a scan
+// with non-finite values would silently poison normalisation and training, so it is never
+// loaded).
+data::Volume read_image(const std::string& path, std::optional<int64_t> channel = std::nullopt);
 
 // A label map (X, Y, Z), x-fastest in memory like read_image's, with an integer dtype:
 // uint8 when every value lies in [0, 255], int64 otherwise. Float-typed files are accepted
 // when every value is integral (masks are often stored as float32); a fractional, NaN or
 // Inf value is an error with its count.
-// Same formats and other errors as read_image.
+// Same formats and other errors as read_image; a multi-channel label file is an error.
 data::Volume read_label(const std::string& path);
 
 // Writes `volume` with its geometry to `path`; the format follows the extension:

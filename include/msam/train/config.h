@@ -27,7 +27,8 @@ enum class Freeze { kEncoder, kNone };  // kEncoder: the encoder's own weights; 
 enum class Precision { kFp32, kBf16, kFp16 };
 enum class DeviceKind { kCpu, kCuda };
 
-// One dataset: exactly one of `root` (imagesTr/ + labelsTr/), `dataset_json` (MSD) or `pairs`.
+// One dataset: exactly one of `root` (imagesTr/ + labelsTr/, a dataset.json, or file
+// patterns), `dataset_json` (MSD) or `pairs` (data::DatasetSpec says how each is read).
 struct DatasetSpec {
   // Prefix of its case ids ("<name>/<case>"), which a saved split names; empty = the folder's
   // name (or "pairs"). Set it when the split must hold wherever the data is kept.
@@ -35,6 +36,10 @@ struct DatasetSpec {
   std::string root;
   std::string dataset_json;
   std::vector<std::pair<std::string, std::string>> pairs;  // (image, label) paths
+  // Under `root`, "{case}" standing for each case: "{case}/{case}_flair.nii.gz" (BraTS).
+  std::string image_pattern, label_pattern;
+  // One channel of multi-channel scans: an index or a name from the root's dataset.json.
+  std::string channel;
   // Label values that form the foreground; empty = the label must be a 0/1 mask.
   std::vector<int64_t> target_labels;
   Modality modality = Modality::kCT;

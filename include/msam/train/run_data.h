@@ -17,6 +17,19 @@ namespace msam::train {
 // size, what to do about an image/label geometry mismatch).
 data::PreprocessSettings preprocess_settings(const Config& config);
 
+// Every case of the configured datasets that has a cache entry, in case-id order.
+struct PreparedCases {
+  std::vector<std::string> ids, entries;  // entries: cache entry paths
+  std::string cache_dir;
+};
+
+// Discovers the configured datasets and brings the preprocessed cache up to date (with
+// `reader`, the ITK case reader; without one the cache must already be complete). Skipped
+// and failed cases are logged as warnings with their reasons and left out. With a `group`,
+// each rank prepares its share of the cases (every rank-th) and rank 0 writes the report.
+PreparedCases prepare_cases(const Config& config, const data::CaseReader& reader,
+                            dist::ProcessGroup* group = nullptr);
+
 // Cache entries of each split. Built by `prepare_run_data`.
 struct RunData {
   data::Split split;
@@ -24,11 +37,9 @@ struct RunData {
   std::string cache_dir, split_file;
 };
 
-// Discovers the configured datasets, brings the preprocessed cache up to date (with
-// `reader`, the ITK case reader; without one the cache must already be complete), and loads
-// or creates the split over the cases that were prepared. Skipped and failed cases are
-// logged as warnings with their reasons. With a `group`, each rank prepares its share of the
-// cases (every rank-th), rank 0 writes the split and every rank returns the same RunData.
+// prepare_cases, then loads or creates the split over the cases that were prepared (at
+// least three). With a `group`, rank 0 writes the split and every rank returns the same
+// RunData.
 RunData prepare_run_data(const Config& config, const data::CaseReader& reader,
                          dist::ProcessGroup* group = nullptr);
 
