@@ -9,12 +9,14 @@
 // SCAN. Exit status 0 when the test passed, 1 when it failed, 2 on bad arguments; the last line
 // printed is "1 passed, 0 failed" or "0 passed, 1 failed".
 import { spawn } from 'node:child_process'
+import fs from 'node:fs'
 import { createRequire } from 'node:module'
+import os from 'node:os'
 import path from 'node:path'
 import readline from 'node:readline'
 import { parseArgs } from 'node:util'
 
-const HARD_TIMEOUT_S = 90
+const HARD_TIMEOUT_S = 150
 const STEP_TIMEOUT_MS = 30000
 // Software WebGL2 (SwiftShader) for NiiVue, and nothing that reaches the network.
 const CHROMIUM_ARGS = [
@@ -123,6 +125,28 @@ function comparePixels(page, before, after, rect) {
   }, { before: before.toString('base64'), after: after.toString('base64'), rect })
 }
 
+// A 16³ NIfTI-1 file holding two channels on a 4th axis (MR sequences in one file, as the
+// Decathlon stores them): channel 0 empty, channel 1 a bright cube.
+function writeTwoChannelNifti() {
+  const n = 16
+  const header = Buffer.alloc(352)
+  header.writeInt32LE(348, 0)
+  ;[4, n, n, n, 2, 1, 1, 1].forEach((d, i) => header.writeInt16LE(d, 40 + 2 * i))
+  header.writeInt16LE(16, 70) // float32
+  header.writeInt16LE(32, 72)
+  ;[1, 1, 1, 1, 1, 0, 0, 0].forEach((d, i) => header.writeFloatLE(d, 76 + 4 * i))
+  header.writeFloatLE(352, 108)
+  header.writeInt16LE(1, 254) // sform: the identity
+  ;[[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]].forEach((row, r) => row.forEach((v, c) => header.writeFloatLE(v, 280 + 16 * r + 4 * c)))
+  header.write('n+1\0', 344, 'latin1')
+  const voxels = new Float32Array(2 * n * n * n)
+  for (let z = 4; z < 12; z++) for (let y = 4; y < 12; y++) for (let x = 4; x < 12; x++) voxels[n * n * n + (z * n + y) * n + x] = 100
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'msam-viewer-')), 'sequences.nii')
+  fs.writeFileSync(file, Buffer.concat([header, Buffer.from(voxels.buffer)]))
+  cleanups.push(async () => fs.rmSync(path.dirname(file), { recursive: true, force: true }))
+  return file
+}
+
 async function main() {
   const require = createRequire(new URL('../../web/package.json', import.meta.url))
   const { chromium } = require('playwright-core')
@@ -164,6 +188,24 @@ async function main() {
   console.log(`click answered in ${Date.now() - t0} ms: ${JSON.stringify(state.lastResponse)}, ` +
     `${state.overlayVoxels} overlay voxels, ${changed} axial pixels changed (${red} turned red), screenshot ${opt.screenshot}`)
   if (changed === 0) throw new Error('the axial view looks the same after the click')
+
+  // A multi-channel scan chosen in the page: without a channel the server's message shows;
+  // with the channel field set, that channel opens as a session.
+  const sequences = writeTwoChannelNifti()
+  await page.goto(`${base}/`)
+  await page.setInputFiles('#file', sequences)
+  await page.waitForFunction(() => window.msamViewer.error || window.msamViewer.ready)
+  const refused = (await viewerState()).error ?? ''
+  if (!refused.includes('2 channels on a 4th axis')) throw new Error(`a two-channel upload without a channel: '${refused}'`)
+  await page.goto(`${base}/`)
+  await page.fill('#channel', '1')
+  await page.setInputFiles('#file', sequences)
+  await page.waitForFunction(() => window.msamViewer.ready || window.msamViewer.error)
+  const opened = await viewerState()
+  if (opened.error) throw new Error(`page: ${opened.error}`)
+  const info = await api(base, `/api/sessions/${opened.sessionId}`)
+  if (JSON.stringify(info.size) !== '[16,16,16]') throw new Error(`channel 1 opened as ${JSON.stringify(info.size)}`)
+  console.log(`channel 1 of a two-channel upload opened as session ${opened.sessionId}; without a channel: '${refused}'`)
 }
 
 setTimeout(() => finish(new Error(`gave up after ${HARD_TIMEOUT_S} s`)), HARD_TIMEOUT_S * 1000)
