@@ -241,9 +241,12 @@ std::vector<CaseSource> discover_patterns(const fs::path& root, const std::strin
                                           const std::string& image_pattern,
                                           const std::string& label_pattern,
                                           std::optional<int64_t> channel) {
-  for (const auto* p : {&image_pattern, &label_pattern})
+  for (const auto* p : {&image_pattern, &label_pattern}) {
     if (p->find("{case}") == std::string::npos)
       throw file_error(root.string(), "file pattern '" + *p + "' has no {case}");
+    if (fs::path(*p).is_absolute())
+      throw file_error(root.string(), "file pattern '" + *p + "' must be relative to the dataset's root");
+  }
   fs::path dir = root;
   std::string component;
   for (const auto& part : fs::path(image_pattern)) {

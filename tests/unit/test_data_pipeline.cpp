@@ -330,6 +330,10 @@ TEST(DatasetDiscovery, FilePatternsFindPerCaseFolders) {
   spec.image_pattern = "scans/{case}_flair.nii.gz";
   msg = error_of([&] { discover_cases(spec); });
   EXPECT_NE(msg.find("no case matches the image pattern 'scans/{case}_flair.nii.gz'"), std::string::npos) << msg;
+  spec.label_pattern = "/masks/{case}-seg.nii.gz";
+  msg = error_of([&] { discover_cases(spec); });
+  EXPECT_NE(msg.find("file pattern '/masks/{case}-seg.nii.gz' must be relative to the dataset's root"),
+            std::string::npos) << msg;
   spec.label_pattern = "";
   msg = error_of([&] { discover_cases(spec); });
   EXPECT_NE(msg.find("give both an image and a label pattern"), std::string::npos) << msg;
