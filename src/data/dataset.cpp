@@ -228,10 +228,13 @@ bool lists_nnunet_v1_images(const fs::path& root, const nlohmann::json& doc) {
          fs::exists(image.parent_path() / (strip_image_extension(name) + "_0000" + extension_of(name)));
 }
 
+// What a file pattern holds where each case's name goes.
+const std::string kCaseToken = "{case}";
+
 std::string replace_case(std::string pattern, const std::string& case_name) {
-  static const std::string token = "{case}";
-  for (auto at = pattern.find(token); at != std::string::npos; at = pattern.find(token, at + case_name.size()))
-    pattern.replace(at, token.size(), case_name);
+  for (auto at = pattern.find(kCaseToken); at != std::string::npos;
+       at = pattern.find(kCaseToken, at + case_name.size()))
+    pattern.replace(at, kCaseToken.size(), case_name);
   return pattern;
 }
 
@@ -242,24 +245,26 @@ std::vector<CaseSource> discover_patterns(const fs::path& root, const std::strin
                                           const std::string& label_pattern,
                                           std::optional<int64_t> channel) {
   for (const auto* p : {&image_pattern, &label_pattern}) {
-    if (p->find("{case}") == std::string::npos)
-      throw file_error(root.string(), "file pattern '" + *p + "' has no {case}");
+    if (p->find(kCaseToken) == std::string::npos)
+      throw file_error(root.string(), "file pattern '" + *p + "' has no " + kCaseToken);
     if (fs::path(*p).is_absolute())
       throw file_error(root.string(), "file pattern '" + *p + "' must be relative to the dataset's root");
   }
   fs::path dir = root;
   std::string component;
   for (const auto& part : fs::path(image_pattern)) {
-    if (part.string().find("{case}") != std::string::npos) {
+    if (part.string().find(kCaseToken) != std::string::npos) {
       component = part.string();
       break;
     }
     dir /= part;
   }
-  const auto token = component.find("{case}");
-  const std::string prefix = component.substr(0, token), suffix = component.substr(token + 6);
-  if (suffix.find("{case}") != std::string::npos)
-    throw file_error(root.string(), "file pattern '" + image_pattern + "' has {case} twice in one name");
+  const auto token = component.find(kCaseToken);
+  const std::string prefix = component.substr(0, token),
+                    suffix = component.substr(token + kCaseToken.size());
+  if (suffix.find(kCaseToken) != std::string::npos)
+    throw file_error(root.string(), "file pattern '" + image_pattern + "' has " + kCaseToken +
+                                        " twice in one name");
   if (!fs::is_directory(dir)) throw file_error(dir.string(), "folder of the image pattern does not exist");
 
   std::vector<std::string> entries;
@@ -348,6 +353,7 @@ std::vector<CaseSource> discover_cases(const DatasetSpec& spec) {
     if (name.empty()) name = "pairs";
     if (!spec.image_pattern.empty() || !spec.label_pattern.empty())
       throw Error("dataset '" + name + "': file patterns are read under a root folder, not with pairs");
+    const auto channel = resolve_channel(spec.channel, {}, name);
     for (const auto& [image, label] : spec.pairs) {
       // A file, or a DICOM series folder (msam::imageio reads either, images and labels).
       for (const auto& p : {image, label})
@@ -355,8 +361,7 @@ std::vector<CaseSource> discover_cases(const DatasetSpec& spec) {
           throw file_error(p, "no such file or DICOM series folder");
       // Named after the image: several images may share one label (BraTS: one segmentation
       // for four MR sequences).
-      cases.push_back({name + "/" + scan_name(image), image, label, {}, Modality::Other,
-                       resolve_channel(spec.channel, {}, name)});
+      cases.push_back({name + "/" + scan_name(image), image, label, {}, Modality::Other, channel});
     }
   }
   if (name.find('/') != std::string::npos) throw Error("dataset name '" + name + "' contains '/'");

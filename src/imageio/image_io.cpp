@@ -250,6 +250,15 @@ Source open_source(const std::string& path) {
   return src;
 }
 
+// A reader of `src`'s single file as `Image`, its header already read (src.io).
+template <class Image>
+typename itk::ImageFileReader<Image>::Pointer file_reader(const Source& src) {
+  auto reader = itk::ImageFileReader<Image>::New();
+  reader->SetImageIO(src.io);
+  reader->SetFileName(src.itk_path());
+  return reader;
+}
+
 template <class T>
 typename Image3<T>::Pointer read_pixels(const Source& src) {
   try {
@@ -260,9 +269,7 @@ typename Image3<T>::Pointer read_pixels(const Source& src) {
       reader->Update();
       return reader->GetOutput();
     }
-    auto reader = itk::ImageFileReader<Image3<T>>::New();
-    reader->SetImageIO(src.io);
-    reader->SetFileName(src.itk_path());
+    auto reader = file_reader<Image3<T>>(src);
     reader->Update();
     return reader->GetOutput();
   } catch (const itk::ExceptionObject& e) {
@@ -310,9 +317,7 @@ std::string describe_channels(const Channels& c) {
 // channel's voxels are read. The 4-D direction's spatial 3×3 block is the volume's.
 typename Image3<float>::Pointer read_axis_channel(const Source& src, int64_t channel) {
   using Image4 = itk::Image<float, 4>;
-  auto reader = itk::ImageFileReader<Image4>::New();
-  reader->SetImageIO(src.io);
-  reader->SetFileName(src.itk_path());
+  auto reader = file_reader<Image4>(src);
   reader->UpdateOutputInformation();
   auto region = reader->GetOutput()->GetLargestPossibleRegion();
   region.SetIndex(3, region.GetIndex(3) + channel);
@@ -327,10 +332,7 @@ typename Image3<float>::Pointer read_axis_channel(const Source& src, int64_t cha
 
 // Component `channel` of a vector-pixel file, copied out of the interleaved buffer.
 typename Image3<float>::Pointer read_component(const Source& src, int64_t channel) {
-  using Vector3 = itk::VectorImage<float, 3>;
-  auto reader = itk::ImageFileReader<Vector3>::New();
-  reader->SetImageIO(src.io);
-  reader->SetFileName(src.itk_path());
+  auto reader = file_reader<itk::VectorImage<float, 3>>(src);
   reader->Update();
   const auto vectors = reader->GetOutput();
   auto image = Image3<float>::New();
