@@ -1,5 +1,8 @@
 #include "msam/data/augment.h"
 
+#include <ATen/TensorIndexing.h>
+
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -15,9 +18,12 @@ class SampleStream {
     state_ ^= splitmix64(state_) + static_cast<uint64_t>(epoch);
     state_ ^= splitmix64(state_) + static_cast<uint64_t>(position);
   }
+  explicit SampleStream(uint64_t state) : state_(state) {}
   uint64_t bits() { return splitmix64(state_); }
   // From the top 53 bits.
   double uniform() { return static_cast<double>(bits() >> 11) * 0x1p-52 - 1.0; }
+  // In [0, 1).
+  double unit() { return static_cast<double>(bits() >> 11) * 0x1p-53; }
 
  private:
   uint64_t state_;
@@ -65,6 +71,69 @@ at::Tensor sampling_grid(const Augmentation& a, const std::array<double, 3>& spa
   return at::affine_grid_generator(t, {1, 1, shape[0], shape[1], shape[2]}, false);
 }
 
+// The distractor: the lesion shrunk by a factor in [kDistractorMinScale, kDistractorMaxScale]
+// (its own shape and texture, smaller), kept kDistractorGapMm from the lesion.
+constexpr double kDistractorMinScale = 0.3, kDistractorMaxScale = 0.6, kDistractorGapMm = 4.5;
+constexpr int kDistractorTries = 32;
+// A copy covering less than this many voxels is no distractor worth the name.
+constexpr double kDistractorMinVoxels = 20;
+
+using at::indexing::Slice;
+
+at::Tensor box(const at::Tensor& x, const std::array<int64_t, 3>& lo, const std::array<int64_t, 3>& hi) {
+  return x.index({Slice(lo[0], hi[0]), Slice(lo[1], hi[1]), Slice(lo[2], hi[2])});
+}
+
+void add_distractor(uint64_t seed, const std::array<double, 3>& spacing, at::Tensor& image, const at::Tensor& label) {
+  const auto lesion = label.nonzero();
+  if (lesion.size(0) == 0) return;
+  const auto size = image.sizes();
+  std::array<int64_t, 3> gap{};
+  for (int d = 0; d < 3; ++d) gap[d] = static_cast<int64_t>(std::ceil(kDistractorGapMm / spacing[d]));
+  const auto near_lesion =
+      at::max_pool3d(label.to(at::kFloat).unsqueeze(0).unsqueeze(0), {2 * gap[0] + 1, 2 * gap[1] + 1, 2 * gap[2] + 1},
+                     {1, 1, 1}, {gap[0], gap[1], gap[2]})[0][0]
+          .gt(0);
+  // Outside the body: the patch's lowest value (air, or the zeros around a skull-stripped brain).
+  const auto body = image.gt(image.min() + 1e-3 * (image.max() - image.min()).clamp_min(1e-6));
+  const auto first = std::get<0>(lesion.min(0)), last = std::get<0>(lesion.max(0));
+  const auto volume = [](const at::Tensor& x) { return x.to(at::kFloat).unsqueeze(0).unsqueeze(0); };
+  SampleStream s(seed);
+  for (int attempt = 0; attempt < kDistractorTries; ++attempt) {
+    const double scale = kDistractorMinScale + (kDistractorMaxScale - kDistractorMinScale) * s.unit();
+    // The copy's box: the lesion's bounding box shrunk, with a voxel of rim on each side; its
+    // voxels read the patch at the lesion's centre + offset / scale (mirrored at random).
+    std::array<int64_t, 3> to{}, to_hi{};
+    std::array<at::Tensor, 3> coordinate;
+    for (int d = 0; d < 3; ++d) {
+      const auto lo = first[d].item<int64_t>(), hi = last[d].item<int64_t>() + 1;
+      const auto n = std::min<int64_t>(size[d], static_cast<int64_t>(std::ceil((hi - lo) * scale)) + 2);
+      to[d] = static_cast<int64_t>(s.unit() * static_cast<double>(size[d] - n + 1));
+      to_hi[d] = to[d] + n;
+      const double centre = 0.5 * static_cast<double>(lo + hi - 1);
+      auto offset = (at::arange(n, at::kDouble) - 0.5 * static_cast<double>(n - 1)) / scale;
+      if (s.bits() & 1) offset = -offset;
+      // grid_sampler's normalised coordinate (align_corners = false).
+      coordinate[d] = ((centre + offset) * 2 + 1) / static_cast<double>(size[d]) - 1;
+    }
+    const auto g = at::meshgrid({coordinate[0], coordinate[1], coordinate[2]}, "ij");
+    const auto grid = at::stack({g[2], g[1], g[0]}, -1).to(at::kFloat).unsqueeze(0);
+    // Trilinear: the label's fraction is the copy's weight, so its rim blends into the tissue
+    // around it and no sharp edge tells it from the lesion.
+    const auto weight = at::grid_sampler(volume(label), grid, 0, 0, false)[0][0];
+    const auto values = at::grid_sampler(volume(image), grid, 0, 1, false)[0][0];
+    const auto covered = weight.gt(0);
+    if (weight.sum().item<double>() < kDistractorMinVoxels) continue;
+    if (box(near_lesion, to, to_hi).logical_and(covered).any().item<bool>()) continue;
+    if (box(body, to, to_hi).logical_and(covered).sum().item<int64_t>() < covered.sum().item<int64_t>() * 9 / 10)
+      continue;
+    image = image.clone();
+    auto target = box(image, to, to_hi);
+    target.copy_(weight * values + (1 - weight) * target);
+    return;
+  }
+}
+
 }  // namespace
 
 std::array<bool, 3> sample_flips(uint64_t seed, int64_t epoch, size_t position) {
@@ -90,6 +159,10 @@ Augmentation sample_augmentation(const AugmentOptions& options, uint64_t seed, i
     a.scale = 1.0 + options.intensity_scale * s.uniform();
     a.shift = options.intensity_shift * s.uniform();
   }
+  if (options.distractor > 0) {
+    SampleStream s(0xA0761D6478BD642Full, seed, epoch, position);
+    if (s.unit() < options.distractor) a.distractor = s.bits();
+  }
   return a;
 }
 
@@ -112,6 +185,7 @@ void apply_augmentation(const Augmentation& a, const std::array<double, 3>& spac
     image = sample(image);
     label = sample(label).ge(0.5).to(at::kByte);
   }
+  if (a.distractor) add_distractor(*a.distractor, spacing, image, label);
   if (a.gamma != 1.0) {
     const auto lo = image.min(), hi = image.max();
     const auto range = (hi - lo).clamp_min(1e-12);

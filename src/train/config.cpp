@@ -177,6 +177,8 @@ void validate(const Config& c, const std::string& source) {
                 "must be in [0, 1) (a factor 1 ± it), got " + number(aug.intensity_scale));
   check.require(std::isfinite(aug.intensity_shift) && aug.intensity_shift >= 0,
                 "data.intensity_shift", "must be >= 0, got " + number(aug.intensity_shift));
+  check.require(std::isfinite(aug.distractor) && aug.distractor >= 0 && aug.distractor <= 1, "data.distractor",
+                "must be a probability in [0, 1], got " + number(aug.distractor));
   non_negative(c.data.workers, "data.workers");
   non_negative(c.data.prefetch, "data.prefetch");
 
@@ -523,6 +525,7 @@ void visit(V& v, Config& c) {
     s("gamma", d.augment.gamma);
     s("intensity_scale", d.augment.intensity_scale);
     s("intensity_shift", d.augment.intensity_shift);
+    s("distractor", d.augment.distractor);
     s("workers", d.workers);
     s("prefetch", d.prefetch);
   });

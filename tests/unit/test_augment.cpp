@@ -63,7 +63,7 @@ TEST(Augment, DrawsAreBoundedCoverTheirRangeAndKeepTheOtherKinds) {
   EXPECT_LT(min_gamma, 0.7);
   EXPECT_GT(max_gamma, 1.4);
   // Seeded, and each kind its own draw: the flips and intensities of a run stay as they were
-  // when rotation, zoom and gamma are turned on.
+  // when rotation, zoom, gamma and distractors are turned on.
   AugmentOptions base;
   base.random_flips = true;
   base.intensity_scale = 0.1;
@@ -72,6 +72,7 @@ TEST(Augment, DrawsAreBoundedCoverTheirRangeAndKeepTheOtherKinds) {
   all.rotation_degrees = 30;
   all.zoom = 0.2;
   all.gamma = 0.5;
+  all.distractor = 0.25;
   for (size_t p = 0; p < 20; ++p) {
     const auto a = sample_augmentation(base, 1, 7, p), b = sample_augmentation(all, 1, 7, p);
     EXPECT_EQ(a.flips, b.flips);
@@ -84,6 +85,13 @@ TEST(Augment, DrawsAreBoundedCoverTheirRangeAndKeepTheOtherKinds) {
   }
   EXPECT_NE(sample_augmentation(all, 1, 7, 0).angles, sample_augmentation(all, 1, 7, 1).angles);
   EXPECT_NE(sample_augmentation(all, 1, 8, 0).zoom, sample_augmentation(all, 1, 7, 0).zoom);
+  int distractors = 0;
+  for (size_t p = 0; p < 400; ++p) {
+    EXPECT_FALSE(sample_augmentation(base, 1, 7, p).distractor);
+    distractors += sample_augmentation(all, 1, 7, p).distractor ? 1 : 0;
+  }
+  EXPECT_GT(distractors, 70);
+  EXPECT_LT(distractors, 130);
 }
 
 TEST(Augment, QuarterTurnMovesVoxelsOntoVoxels) {
@@ -136,6 +144,53 @@ TEST(Augment, GammaKeepsTheRangeAndTheOrder) {
   EXPECT_NEAR(image.max().item<float>(), before.max().item<float>(), 1e-5);
   EXPECT_TRUE(at::equal(image.flatten().argsort(), before.flatten().argsort()));
   EXPECT_LT(image.mean().item<float>(), before.mean().item<float>());  // γ > 1 darkens the middle
+}
+
+TEST(Augment, DistractorCopiesLesionTissueAwayFromTheLesion) {
+  // A 48³ patch at 1.5 mm: a body (0) inside two voxels of outside (−3), a 12 mm lesion at
+  // the centre whose values (2 + a ramp) tell where a copy came from.
+  const std::array<double, 3> spacing{1.5, 1.5, 1.5};
+  const auto label = ball({48, 48, 48}, spacing, 12);
+  auto body = at::full({48, 48, 48}, -3.0f);
+  body.slice(0, 2, 46).slice(1, 2, 46).slice(2, 2, 46).fill_(0);
+  const auto lesion_values = 2 + 0.01 * at::arange(48 * 48 * 48, at::kFloat).reshape({48, 48, 48}) / (48 * 48);
+  const auto original = at::where(label.to(at::kBool), lesion_values, body);
+  // The copy, its blended rim included, keeps 4.5 mm from the lesion.
+  const auto near_lesion = ball({48, 48, 48}, spacing, 12 + 4.5).to(at::kBool);
+  int placed = 0;
+  for (uint64_t seed = 1; seed <= 8; ++seed) {
+    Augmentation a;
+    a.distractor = seed;
+    auto image = original.clone();
+    auto l = label.clone();
+    apply_augmentation(a, spacing, image, l);
+    EXPECT_TRUE(l.equal(label));
+    const auto changed = image.ne(original);
+    if (!changed.any().item<bool>()) continue;
+    ++placed;
+    EXPECT_FALSE(changed.logical_and(near_lesion).any().item<bool>()) << seed;
+    // The copy's core holds lesion values (its texture, shrunk); its rim blends into the tissue.
+    const auto copied = image.masked_select(changed);
+    EXPECT_GE(copied.max().item<float>(), 2.0f) << seed;
+    EXPECT_LE(copied.max().item<float>(), 2.48f) << seed;
+    EXPECT_GE(changed.sum().item<int64_t>(), 20) << seed;
+    EXPECT_LE(changed.logical_and(body.eq(-3)).sum().item<int64_t>(), changed.sum().item<int64_t>() / 5) << seed;
+    // Seeded: the same draw places the same copy.
+    auto again = original.clone();
+    auto l2 = label.clone();
+    apply_augmentation(a, spacing, again, l2);
+    EXPECT_TRUE(again.equal(image));
+  }
+  EXPECT_GE(placed, 6);
+  // A lesion that leaves no room 4.5 mm away from it: no distractor, nothing changed.
+  const auto everywhere = at::ones({20, 20, 20}, at::kByte);
+  auto image = at::randn({20, 20, 20});
+  const auto before = image.clone();
+  auto l = everywhere.clone();
+  Augmentation a;
+  a.distractor = 3;
+  apply_augmentation(a, spacing, image, l);
+  EXPECT_TRUE(image.equal(before));
 }
 
 TEST(Augment, FlipAndIntensityDrawsArePinned) {

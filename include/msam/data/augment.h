@@ -6,6 +6,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 
 namespace msam::data {
 
@@ -29,6 +30,13 @@ struct AugmentOptions {
   // statistics differ (another site, brain mask or bias field) look like these.
   double intensity_scale = 0;
   double intensity_shift = 0;
+  // Probability of a distractor: the sample's lesion shrunk to 0.3–0.6 of its size (its shape
+  // and texture, mirrored at random) and blended into another place of the patch that keeps
+  // 4.5 mm from the lesion and lies inside the body, the label unchanged. Tissue that looks
+  // like the target but is not the clicked lesion: the model learns to keep to what the clicks
+  // point at and to drop what a background click lands on (a FLAIR hyperintensity beside a
+  // glioma), which the few training scans rarely show.
+  double distractor = 0;
 };
 
 // One sample's draw.
@@ -38,6 +46,7 @@ struct Augmentation {
   double zoom = 1;                                 // > 1 enlarges the content
   double gamma = 1;
   double scale = 1, shift = 0;
+  std::optional<uint64_t> distractor;  // the seed of its placement's draws; none = no distractor
   bool spatial() const { return angles != std::array<double, 3>{0, 0, 0} || zoom != 1; }
 };
 
@@ -50,7 +59,8 @@ Augmentation sample_augmentation(const AugmentOptions& options, uint64_t seed, i
                                  size_t position);
 
 // Applies `a` to a patch (X×Y×Z float image, uint8 {0, 1} label, voxel `spacing` in mm): flips,
-// rotation and zoom, gamma, then scale and shift. Returns new tensors; a = {} returns the inputs.
+// rotation and zoom, the distractor, gamma, then scale and shift. A distractor that finds no
+// place within its tries (a lesion that fills the patch) is left out. Returns new tensors; a = {} returns the inputs.
 void apply_augmentation(const Augmentation& a, const std::array<double, 3>& spacing, at::Tensor& image,
                         at::Tensor& label);
 
