@@ -20,10 +20,10 @@ class SampleStream {
   }
   explicit SampleStream(uint64_t state) : state_(state) {}
   uint64_t bits() { return splitmix64(state_); }
-  // From the top 53 bits.
-  double uniform() { return static_cast<double>(bits() >> 11) * 0x1p-52 - 1.0; }
-  // In [0, 1).
+  // In [0, 1), from the top 53 bits.
   double unit() { return static_cast<double>(bits() >> 11) * 0x1p-53; }
+  // In [-1, 1): 2·unit() is exact, so these are the bits of (top 53 bits) · 2⁻⁵² − 1.
+  double uniform() { return 2 * unit() - 1.0; }
 
  private:
   uint64_t state_;
@@ -80,6 +80,9 @@ constexpr double kDistractorMinVoxels = 20;
 
 using at::indexing::Slice;
 
+// An (X, Y, Z) tensor as a one-channel float volume of a batch of one, as ATen's 3-D ops take it.
+at::Tensor as_volume(const at::Tensor& x) { return x.to(at::kFloat).unsqueeze(0).unsqueeze(0); }
+
 at::Tensor box(const at::Tensor& x, const std::array<int64_t, 3>& lo, const std::array<int64_t, 3>& hi) {
   return x.index({Slice(lo[0], hi[0]), Slice(lo[1], hi[1]), Slice(lo[2], hi[2])});
 }
@@ -90,14 +93,12 @@ void add_distractor(uint64_t seed, const std::array<double, 3>& spacing, at::Ten
   const auto size = image.sizes();
   std::array<int64_t, 3> gap{};
   for (int d = 0; d < 3; ++d) gap[d] = static_cast<int64_t>(std::ceil(kDistractorGapMm / spacing[d]));
-  const auto near_lesion =
-      at::max_pool3d(label.to(at::kFloat).unsqueeze(0).unsqueeze(0), {2 * gap[0] + 1, 2 * gap[1] + 1, 2 * gap[2] + 1},
-                     {1, 1, 1}, {gap[0], gap[1], gap[2]})[0][0]
-          .gt(0);
+  const auto near_lesion = at::max_pool3d(as_volume(label), {2 * gap[0] + 1, 2 * gap[1] + 1, 2 * gap[2] + 1},
+                                          {1, 1, 1}, {gap[0], gap[1], gap[2]})[0][0]
+                               .gt(0);
   // Outside the body: the patch's lowest value (air, or the zeros around a skull-stripped brain).
   const auto body = image.gt(image.min() + 1e-3 * (image.max() - image.min()).clamp_min(1e-6));
   const auto first = std::get<0>(lesion.min(0)), last = std::get<0>(lesion.max(0));
-  const auto volume = [](const at::Tensor& x) { return x.to(at::kFloat).unsqueeze(0).unsqueeze(0); };
   SampleStream s(seed);
   for (int attempt = 0; attempt < kDistractorTries; ++attempt) {
     const double scale = kDistractorMinScale + (kDistractorMaxScale - kDistractorMinScale) * s.unit();
@@ -120,8 +121,8 @@ void add_distractor(uint64_t seed, const std::array<double, 3>& spacing, at::Ten
     const auto grid = at::stack({g[2], g[1], g[0]}, -1).to(at::kFloat).unsqueeze(0);
     // Trilinear: the label's fraction is the copy's weight, so its rim blends into the tissue
     // around it and no sharp edge tells it from the lesion.
-    const auto weight = at::grid_sampler(volume(label), grid, 0, 0, false)[0][0];
-    const auto values = at::grid_sampler(volume(image), grid, 0, 1, false)[0][0];
+    const auto weight = at::grid_sampler(as_volume(label), grid, 0, 0, false)[0][0];
+    const auto values = at::grid_sampler(as_volume(image), grid, 0, 1, false)[0][0];
     const auto covered = weight.gt(0);
     if (weight.sum().item<double>() < kDistractorMinVoxels) continue;
     if (box(near_lesion, to, to_hi).logical_and(covered).any().item<bool>()) continue;
@@ -180,7 +181,7 @@ void apply_augmentation(const Augmentation& a, const std::array<double, 3>& spac
     // Edge values outside the patch, for image and label alike: a lesion cut by the patch
     // face stays labelled where its intensities are continued.
     auto sample = [&](const at::Tensor& x) {
-      return at::grid_sampler(x.to(at::kFloat).unsqueeze(0).unsqueeze(0), grid, 0, 1, false)[0][0];
+      return at::grid_sampler(as_volume(x), grid, 0, 1, false)[0][0];
     };
     image = sample(image);
     label = sample(label).ge(0.5).to(at::kByte);

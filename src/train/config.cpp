@@ -121,6 +121,9 @@ void validate(const Config& c, const std::string& source) {
   auto finite = [&](double v, const std::string& key) {
     check.require(std::isfinite(v), key, "must be a finite number, got " + number(v));
   };
+  auto probability = [&](double v, const std::string& key) {
+    check.require(std::isfinite(v) && v >= 0 && v <= 1, key, "must be a probability in [0, 1], got " + number(v));
+  };
 
   // data
   check.require(!c.data.datasets.empty(), "data.datasets", "at least one dataset is required");
@@ -177,8 +180,7 @@ void validate(const Config& c, const std::string& source) {
                 "must be in [0, 1) (a factor 1 ± it), got " + number(aug.intensity_scale));
   check.require(std::isfinite(aug.intensity_shift) && aug.intensity_shift >= 0,
                 "data.intensity_shift", "must be >= 0, got " + number(aug.intensity_shift));
-  check.require(std::isfinite(aug.distractor) && aug.distractor >= 0 && aug.distractor <= 1, "data.distractor",
-                "must be a probability in [0, 1], got " + number(aug.distractor));
+  probability(aug.distractor, "data.distractor");
   non_negative(c.data.workers, "data.workers");
   non_negative(c.data.prefetch, "data.prefetch");
 
@@ -205,9 +207,7 @@ void validate(const Config& c, const std::string& source) {
   // loop, loss
   positive(c.loop.iterations, "loop.iterations");
   finite(c.loop.threshold, "loop.threshold");
-  check.require(c.loop.mask_perturbation >= 0 && c.loop.mask_perturbation <= 1,
-                "loop.mask_perturbation",
-                "is a probability in [0, 1], got " + number(c.loop.mask_perturbation));
+  probability(c.loop.mask_perturbation, "loop.mask_perturbation");
 
   // optim
   finite(c.optim.lr, "optim.lr");

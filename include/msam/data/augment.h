@@ -60,7 +60,8 @@ Augmentation sample_augmentation(const AugmentOptions& options, uint64_t seed, i
 
 // Applies `a` to a patch (X×Y×Z float image, uint8 {0, 1} label, voxel `spacing` in mm): flips,
 // rotation and zoom, the distractor, gamma, then scale and shift. A distractor that finds no
-// place within its tries (a lesion that fills the patch) is left out. Returns new tensors; a = {} returns the inputs.
+// place within its tries (a lesion that fills the patch) is left out. Returns new tensors;
+// a = {} returns the inputs.
 void apply_augmentation(const Augmentation& a, const std::array<double, 3>& spacing, at::Tensor& image,
                         at::Tensor& label);
 

@@ -63,8 +63,8 @@ struct DataConfig {
   bool copy_image_geometry = false;
   int64_t roi = 128;
   // Training augmentation, its keys directly under `data:` (random_flip, rotation, zoom, gamma,
-  // intensity_scale, intensity_shift, distractor; data::AugmentOptions says what each does): flips on, as
-  // in the reference's trainer, the rest off.
+  // intensity_scale, intensity_shift, distractor; data::AugmentOptions says what each does):
+  // flips on, as in the reference's trainer, the rest off.
   data::AugmentOptions augment{/*random_flips=*/true};
   int64_t workers = 2;
   int64_t prefetch = 2;
