@@ -52,8 +52,50 @@ std::array<double, 9> rotation(int axis, double angle) {
   return r;
 }
 
+// Cubic B-spline weights (n × m) of n voxel centres against m control points `step` voxels
+// apart, both centred on the patch; m covers every voxel's four nearest control points.
+at::Tensor bspline_weights(int64_t n, double step, int64_t m) {
+  const auto voxel = (at::arange(n, at::kDouble) - 0.5 * static_cast<double>(n - 1)).unsqueeze(1);
+  const auto control = (at::arange(m, at::kDouble) - 0.5 * static_cast<double>(m - 1)).unsqueeze(0) * step;
+  const auto u = ((voxel - control) / step).abs();
+  return at::where(u < 1, (4 - 6 * u.pow(2) + 3 * u.pow(3)) / 6,
+                   at::where(u < 2, (2 - u).pow(3) / 6, at::zeros_like(u)));
+}
+
+// The elastic displacement in grid_sampler's normalised coordinates, (1, X, Y, Z, 3) in its
+// (z, y, x) order: random control-point vectors, a cubic B-spline between them, scaled so that
+// the largest displacement along any axis is e.magnitude mm.
+at::Tensor elastic_field(const Augmentation::Elastic& e, const std::array<double, 3>& spacing, at::IntArrayRef shape,
+                         const std::array<double, 3>& half) {
+  SampleStream s(e.seed);
+  std::array<at::Tensor, 3> weights;
+  std::array<int64_t, 3> m{};
+  for (int d = 0; d < 3; ++d) {
+    const double step = e.spacing / spacing[d];
+    m[d] = static_cast<int64_t>(std::ceil(static_cast<double>(shape[d] - 1) / step)) + 5;
+    weights[d] = bspline_weights(shape[d], step, m[d]);
+  }
+  std::vector<at::Tensor> mm(3);
+  for (int d = 0; d < 3; ++d) {
+    std::vector<double> c(static_cast<size_t>(m[0] * m[1] * m[2]));
+    for (auto& v : c) v = s.uniform();
+    const auto controls = at::from_blob(c.data(), {m[0], m[1], m[2]}, at::kDouble).clone();
+    // One axis at a time: (a, b, c) → (a, b, k) → (a, j, k) → (i, j, k).
+    const auto z = at::matmul(controls, weights[2].t());
+    const auto y = at::matmul(weights[1], z);
+    mm[static_cast<size_t>(d)] = at::tensordot(weights[0], y, {1}, {0});
+  }
+  double largest = 0;
+  for (const auto& t : mm) largest = std::max(largest, t.abs().max().item<double>());
+  std::vector<at::Tensor> components(3);
+  for (int d = 0; d < 3; ++d)
+    components[static_cast<size_t>(2 - d)] = mm[static_cast<size_t>(d)] * (e.magnitude / largest / half[d]);
+  return at::stack(components, -1).to(at::kFloat).unsqueeze(0);
+}
+
 // The sampling grid of grid_sampler (align_corners = false) for output voxel centres p (mm
-// from the patch centre) read at the input's M·p, M = R⁻¹ / zoom, R = Rz·Ry·Rx.
+// from the patch centre) read at the input's M·p + δ(p), M = R⁻¹ / zoom, R = Rz·Ry·Rx, δ the
+// elastic field (none without one).
 at::Tensor sampling_grid(const Augmentation& a, const std::array<double, 3>& spacing, at::IntArrayRef shape) {
   auto r = matmul3(rotation(2, a.angles[2]), matmul3(rotation(1, a.angles[1]), rotation(0, a.angles[0])));
   std::array<double, 3> half{};
@@ -68,12 +110,14 @@ at::Tensor sampling_grid(const Augmentation& a, const std::array<double, 3>& spa
       theta[4 * i + j] = static_cast<float>(m * half[mj] / half[mi]);
     }
   const auto t = at::from_blob(theta.data(), {1, 3, 4}, at::kFloat).clone();
-  return at::affine_grid_generator(t, {1, 1, shape[0], shape[1], shape[2]}, false);
+  auto grid = at::affine_grid_generator(t, {1, 1, shape[0], shape[1], shape[2]}, false);
+  if (a.elastic.magnitude > 0) grid = grid + elastic_field(a.elastic, spacing, shape, half);
+  return grid;
 }
 
 // The distractor: the lesion shrunk by a factor in [kDistractorMinScale, kDistractorMaxScale]
-// (its own shape and texture, smaller), kept kDistractorGapMm from the lesion.
-constexpr double kDistractorMinScale = 0.3, kDistractorMaxScale = 0.6, kDistractorGapMm = 4.5;
+// (its own shape and texture, smaller).
+constexpr double kDistractorMinScale = 0.3, kDistractorMaxScale = 0.6;
 constexpr int kDistractorTries = 32;
 // A copy covering less than this many voxels is no distractor worth the name.
 constexpr double kDistractorMinVoxels = 20;
@@ -87,12 +131,13 @@ at::Tensor box(const at::Tensor& x, const std::array<int64_t, 3>& lo, const std:
   return x.index({Slice(lo[0], hi[0]), Slice(lo[1], hi[1]), Slice(lo[2], hi[2])});
 }
 
-void add_distractor(uint64_t seed, const std::array<double, 3>& spacing, at::Tensor& image, const at::Tensor& label) {
+void add_distractor(uint64_t seed, double gap_mm, const std::array<double, 3>& spacing, at::Tensor& image,
+                    const at::Tensor& label) {
   const auto lesion = label.nonzero();
   if (lesion.size(0) == 0) return;
   const auto size = image.sizes();
   std::array<int64_t, 3> gap{};
-  for (int d = 0; d < 3; ++d) gap[d] = static_cast<int64_t>(std::ceil(kDistractorGapMm / spacing[d]));
+  for (int d = 0; d < 3; ++d) gap[d] = static_cast<int64_t>(std::ceil(gap_mm / spacing[d]));
   const auto near_lesion = at::max_pool3d(as_volume(label), {2 * gap[0] + 1, 2 * gap[1] + 1, 2 * gap[2] + 1},
                                           {1, 1, 1}, {gap[0], gap[1], gap[2]})[0][0]
                                .gt(0);
@@ -151,6 +196,11 @@ Augmentation sample_augmentation(const AugmentOptions& options, uint64_t seed, i
     for (auto& angle : a.angles) angle = options.rotation_degrees * kPi / 180.0 * s.uniform();
     a.zoom = 1.0 + options.zoom * s.uniform();
   }
+  if (options.elastic > 0) {
+    SampleStream s(0x5851F42D4C957F2Dull, seed, epoch, position);
+    const double magnitude = options.elastic * s.unit();
+    a.elastic = {magnitude, options.elastic_spacing, s.bits()};
+  }
   if (options.gamma > 0) {
     SampleStream s(0x2545F4914F6CDD1Dull, seed, epoch, position);
     a.gamma = std::exp(std::log1p(options.gamma) * s.uniform());
@@ -163,6 +213,7 @@ Augmentation sample_augmentation(const AugmentOptions& options, uint64_t seed, i
   if (options.distractor > 0) {
     SampleStream s(0xA0761D6478BD642Full, seed, epoch, position);
     if (s.unit() < options.distractor) a.distractor = s.bits();
+    a.distractor_gap = options.distractor_gap;
   }
   return a;
 }
@@ -186,7 +237,7 @@ void apply_augmentation(const Augmentation& a, const std::array<double, 3>& spac
     image = sample(image);
     label = sample(label).ge(0.5).to(at::kByte);
   }
-  if (a.distractor) add_distractor(*a.distractor, spacing, image, label);
+  if (a.distractor) add_distractor(*a.distractor, a.distractor_gap, spacing, image, label);
   if (a.gamma != 1.0) {
     const auto lo = image.min(), hi = image.max();
     const auto range = (hi - lo).clamp_min(1e-12);

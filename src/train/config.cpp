@@ -173,6 +173,10 @@ void validate(const Config& c, const std::string& source) {
                 "data.rotation", "must be in [0, 180] degrees, got " + number(aug.rotation_degrees));
   check.require(std::isfinite(aug.zoom) && aug.zoom >= 0 && aug.zoom < 1, "data.zoom",
                 "must be in [0, 1) (a factor 1 ± it), got " + number(aug.zoom));
+  check.require(std::isfinite(aug.elastic) && aug.elastic >= 0, "data.elastic",
+                "must be >= 0 mm, got " + number(aug.elastic));
+  check.require(std::isfinite(aug.elastic_spacing) && aug.elastic_spacing > 0, "data.elastic_spacing",
+                "must be > 0 mm, got " + number(aug.elastic_spacing));
   check.require(std::isfinite(aug.gamma) && aug.gamma >= 0, "data.gamma",
                 "must be >= 0 (γ in [1/(1 + gamma), 1 + gamma]), got " + number(aug.gamma));
   check.require(std::isfinite(aug.intensity_scale) && aug.intensity_scale >= 0 && aug.intensity_scale < 1,
@@ -181,6 +185,8 @@ void validate(const Config& c, const std::string& source) {
   check.require(std::isfinite(aug.intensity_shift) && aug.intensity_shift >= 0,
                 "data.intensity_shift", "must be >= 0, got " + number(aug.intensity_shift));
   probability(aug.distractor, "data.distractor");
+  check.require(std::isfinite(aug.distractor_gap) && aug.distractor_gap >= 0, "data.distractor_gap",
+                "must be >= 0 mm, got " + number(aug.distractor_gap));
   non_negative(c.data.workers, "data.workers");
   non_negative(c.data.prefetch, "data.prefetch");
 
@@ -522,10 +528,13 @@ void visit(V& v, Config& c) {
     s("random_flip", d.augment.random_flips);
     s("rotation", d.augment.rotation_degrees);
     s("zoom", d.augment.zoom);
+    s("elastic", d.augment.elastic);
+    s("elastic_spacing", d.augment.elastic_spacing);
     s("gamma", d.augment.gamma);
     s("intensity_scale", d.augment.intensity_scale);
     s("intensity_shift", d.augment.intensity_shift);
     s("distractor", d.augment.distractor);
+    s("distractor_gap", d.augment.distractor_gap);
     s("workers", d.workers);
     s("prefetch", d.prefetch);
   });

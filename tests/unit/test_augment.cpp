@@ -73,6 +73,7 @@ TEST(Augment, DrawsAreBoundedCoverTheirRangeAndKeepTheOtherKinds) {
   all.zoom = 0.2;
   all.gamma = 0.5;
   all.distractor = 0.25;
+  all.elastic = 6;
   for (size_t p = 0; p < 20; ++p) {
     const auto a = sample_augmentation(base, 1, 7, p), b = sample_augmentation(all, 1, 7, p);
     EXPECT_EQ(a.flips, b.flips);
@@ -82,7 +83,13 @@ TEST(Augment, DrawsAreBoundedCoverTheirRangeAndKeepTheOtherKinds) {
     EXPECT_EQ(b.angles, c.angles);
     EXPECT_EQ(b.zoom, c.zoom);
     EXPECT_EQ(b.gamma, c.gamma);
+    EXPECT_EQ(a.elastic.magnitude, 0);
+    EXPECT_GT(b.elastic.magnitude, 0);
+    EXPECT_LE(b.elastic.magnitude, 6);
+    EXPECT_EQ(b.elastic.spacing, 24);
+    EXPECT_EQ(b.elastic.seed, c.elastic.seed);
   }
+  EXPECT_NE(sample_augmentation(all, 1, 7, 0).elastic.seed, sample_augmentation(all, 1, 7, 1).elastic.seed);
   EXPECT_NE(sample_augmentation(all, 1, 7, 0).angles, sample_augmentation(all, 1, 7, 1).angles);
   EXPECT_NE(sample_augmentation(all, 1, 8, 0).zoom, sample_augmentation(all, 1, 7, 0).zoom);
   int distractors = 0;
@@ -131,6 +138,52 @@ TEST(Augment, RotationIsInMillimetresAndZoomScalesVolume) {
   apply_augmentation(z, spacing, zoomed_image, zoomed);
   EXPECT_NEAR(zoomed.sum().item<double>() / n0, 1.2 * 1.2 * 1.2, 0.1);
   EXPECT_EQ(zoomed.scalar_type(), at::kByte);
+}
+
+TEST(Augment, ElasticFieldIsBoundedSmoothAndSeeded) {
+  // Images that are each voxel's millimetre coordinate along one axis: after the deformation
+  // alone, image − coordinate is the displacement along that axis. A field of magnitude 5 mm
+  // moves no voxel further along any axis, moves some by a good part of it, and neighbours
+  // alike: a step of one voxel changes it by less than half the step (control points 24 mm
+  // apart; no folding).
+  const std::array<double, 3> spacing{1.5, 1.5, 2.0};
+  const std::vector<int64_t> shape{40, 40, 24};
+  Augmentation a;
+  a.elastic = {5.0, 24.0, 11};
+  EXPECT_TRUE(a.spatial());
+  const auto inner = at::indexing::Slice(6, -6);
+  for (int d = 0; d < 3; ++d) {
+    std::vector<int64_t> view{1, 1, 1};
+    view[static_cast<size_t>(d)] = shape[static_cast<size_t>(d)];
+    const auto coordinate =
+        (at::arange(shape[static_cast<size_t>(d)], at::kFloat) * spacing[static_cast<size_t>(d)]).view(view).expand(shape).contiguous();
+    auto image = coordinate.clone();
+    auto label = at::zeros(shape, at::kByte);
+    apply_augmentation(a, spacing, image, label);
+    // Away from the faces, where the edge values clamp the coordinate.
+    const auto moved = (image - coordinate).index({inner, inner, inner});
+    EXPECT_LE(moved.abs().max().item<double>(), 5.0 + 1e-3) << "axis " << d;
+    EXPECT_GT(moved.abs().max().item<double>(), 2.0) << "axis " << d;
+    const auto step = moved.narrow(d, 1, moved.size(d) - 1) - moved.narrow(d, 0, moved.size(d) - 1);
+    EXPECT_LT(step.abs().max().item<double>(), 0.5 * spacing[static_cast<size_t>(d)] + 1e-3) << "axis " << d;
+    auto again = coordinate.clone();
+    auto again_label = at::zeros(shape, at::kByte);
+    apply_augmentation(a, spacing, again, again_label);
+    EXPECT_TRUE(at::equal(image, again));
+  }
+  // A ball keeps its place (no voxel moves more than 5·√3 mm) and changes its shape; another
+  // seed changes it otherwise.
+  const auto sphere = ball(shape, spacing, 12.0);
+  auto image = sphere.to(at::kFloat), label = sphere.clone();
+  apply_augmentation(a, spacing, image, label);
+  EXPECT_TRUE(at::equal(label.mul(ball(shape, spacing, 3.0)), ball(shape, spacing, 3.0)));
+  EXPECT_EQ(label.mul(1 - ball(shape, spacing, 21.0)).sum().item<int64_t>(), 0);
+  EXPECT_FALSE(at::equal(label, sphere));
+  auto other_image = sphere.to(at::kFloat), other = sphere.clone();
+  Augmentation b = a;
+  b.elastic.seed = 12;
+  apply_augmentation(b, spacing, other_image, other);
+  EXPECT_FALSE(at::equal(label, other));
 }
 
 TEST(Augment, GammaKeepsTheRangeAndTheOrder) {
@@ -182,6 +235,20 @@ TEST(Augment, DistractorCopiesLesionTissueAwayFromTheLesion) {
     EXPECT_TRUE(again.equal(image));
   }
   EXPECT_GE(placed, 6);
+  // With no gap the copy may touch the lesion but never covers it.
+  int near = 0;
+  for (uint64_t seed = 1; seed <= 16; ++seed) {
+    Augmentation a;
+    a.distractor = seed;
+    a.distractor_gap = 0;
+    auto image = original.clone();
+    auto l = label.clone();
+    apply_augmentation(a, spacing, image, l);
+    const auto changed = image.ne(original);
+    EXPECT_FALSE(changed.logical_and(label.to(at::kBool)).any().item<bool>()) << seed;
+    near += changed.logical_and(near_lesion).any().item<bool>() ? 1 : 0;
+  }
+  EXPECT_GE(near, 1);
   // A lesion that leaves no room 4.5 mm away from it: no distractor, nothing changed.
   const auto everywhere = at::ones({20, 20, 20}, at::kByte);
   auto image = at::randn({20, 20, 20});

@@ -21,6 +21,12 @@ struct AugmentOptions {
   // outside the patch.
   double rotation_degrees = 0;
   double zoom = 0;
+  // Elastic deformation: random vectors at control points every elastic_spacing mm, a cubic
+  // B-spline between them, scaled so that the largest displacement along any axis is uniform
+  // in [0, elastic] mm; image and label alike. Lesion shapes the few training scans do not
+  // have (a glioma's oedema spreads along the white matter, differently in every brain).
+  double elastic = 0;
+  double elastic_spacing = 24;
   // Contrast: the z-scored patch mapped to [0, 1] by its min and max, raised to γ,
   // log-uniform in [1/(1 + gamma), 1 + gamma], and mapped back (nnU-Net's gamma transform):
   // another scanner's or sequence's curve between dark and bright tissue.
@@ -32,11 +38,13 @@ struct AugmentOptions {
   double intensity_shift = 0;
   // Probability of a distractor: the sample's lesion shrunk to 0.3–0.6 of its size (its shape
   // and texture, mirrored at random) and blended into another place of the patch that keeps
-  // 4.5 mm from the lesion and lies inside the body, the label unchanged. Tissue that looks
-  // like the target but is not the clicked lesion: the model learns to keep to what the clicks
-  // point at and to drop what a background click lands on (a FLAIR hyperintensity beside a
-  // glioma), which the few training scans rarely show.
+  // distractor_gap mm from the lesion and lies inside the body, the label unchanged. Tissue
+  // that looks like the target but is not the clicked lesion: the model learns to keep to what
+  // the clicks point at and to drop what a background click lands on (a FLAIR hyperintensity
+  // beside a glioma), which the few training scans rarely show. The nearer it may come, the
+  // more the image alone leaves open and the clicks decide.
   double distractor = 0;
+  double distractor_gap = 4.5;
 };
 
 // One sample's draw.
@@ -44,24 +52,32 @@ struct Augmentation {
   std::array<bool, 3> flips{false, false, false};  // (x, y, z)
   std::array<double, 3> angles{0, 0, 0};           // radians, about x, then y, then z
   double zoom = 1;                                 // > 1 enlarges the content
+  // The elastic field's largest displacement along any axis and its control points' spacing
+  // (mm), and the seed of its draws; magnitude 0 = none.
+  struct Elastic {
+    double magnitude = 0, spacing = 0;
+    uint64_t seed = 0;
+  } elastic;
   double gamma = 1;
   double scale = 1, shift = 0;
   std::optional<uint64_t> distractor;  // the seed of its placement's draws; none = no distractor
-  bool spatial() const { return angles != std::array<double, 3>{0, 0, 0} || zoom != 1; }
+  double distractor_gap = 4.5;         // mm between the lesion and the copy
+  bool spatial() const { return angles != std::array<double, 3>{0, 0, 0} || zoom != 1 || elastic.magnitude > 0; }
 };
 
 // Flip decisions (x, y, z) for the sample at `position` of `epoch`.
 std::array<bool, 3> sample_flips(uint64_t seed, int64_t epoch, size_t position);
 
 // The augmentation of the sample at `position` of `epoch`: the flips are sample_flips' (when
-// enabled), the rotation and zoom, the gamma and the intensity change independent draws.
+// enabled), the rotation and zoom, the elastic field, the gamma, the intensity change and the
+// distractor independent draws.
 Augmentation sample_augmentation(const AugmentOptions& options, uint64_t seed, int64_t epoch,
                                  size_t position);
 
 // Applies `a` to a patch (X×Y×Z float image, uint8 {0, 1} label, voxel `spacing` in mm): flips,
-// rotation and zoom, the distractor, gamma, then scale and shift. A distractor that finds no
-// place within its tries (a lesion that fills the patch) is left out. Returns new tensors;
-// a = {} returns the inputs.
+// rotation, zoom and the elastic field (one resampling), the distractor, gamma, then scale
+// and shift. A distractor that finds no place within its tries (a lesion that fills the
+// patch) is left out. Returns new tensors; a = {} returns the inputs.
 void apply_augmentation(const Augmentation& a, const std::array<double, 3>& spacing, at::Tensor& image,
                         at::Tensor& label);
 

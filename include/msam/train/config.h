@@ -62,8 +62,10 @@ struct DataConfig {
   // geometry is used for the label too (the reference silently copies one onto the other).
   bool copy_image_geometry = false;
   int64_t roi = 128;
-  // Training augmentation, its keys directly under `data:` (random_flip, rotation, zoom, gamma,
-  // intensity_scale, intensity_shift, distractor; data::AugmentOptions says what each does):
+  // Training augmentation, its keys directly under `data:` (random_flip, rotation, zoom,
+  // elastic, elastic_spacing, gamma, intensity_scale, intensity_shift, distractor,
+  // distractor_gap;
+  // data::AugmentOptions says what each does):
   // flips on, as in the reference's trainer, the rest off.
   data::AugmentOptions augment{/*random_flips=*/true};
   int64_t workers = 2;
