@@ -121,6 +121,9 @@ void validate(const Config& c, const std::string& source) {
   auto finite = [&](double v, const std::string& key) {
     check.require(std::isfinite(v), key, "must be a finite number, got " + number(v));
   };
+  auto non_negative_mm = [&](double v, const std::string& key) {
+    check.require(std::isfinite(v) && v >= 0, key, "must be >= 0 mm, got " + number(v));
+  };
   auto probability = [&](double v, const std::string& key) {
     check.require(std::isfinite(v) && v >= 0 && v <= 1, key, "must be a probability in [0, 1], got " + number(v));
   };
@@ -173,8 +176,7 @@ void validate(const Config& c, const std::string& source) {
                 "data.rotation", "must be in [0, 180] degrees, got " + number(aug.rotation_degrees));
   check.require(std::isfinite(aug.zoom) && aug.zoom >= 0 && aug.zoom < 1, "data.zoom",
                 "must be in [0, 1) (a factor 1 ± it), got " + number(aug.zoom));
-  check.require(std::isfinite(aug.elastic) && aug.elastic >= 0, "data.elastic",
-                "must be >= 0 mm, got " + number(aug.elastic));
+  non_negative_mm(aug.elastic, "data.elastic");
   check.require(std::isfinite(aug.elastic_spacing) && aug.elastic_spacing > 0, "data.elastic_spacing",
                 "must be > 0 mm, got " + number(aug.elastic_spacing));
   check.require(std::isfinite(aug.gamma) && aug.gamma >= 0, "data.gamma",
@@ -185,8 +187,7 @@ void validate(const Config& c, const std::string& source) {
   check.require(std::isfinite(aug.intensity_shift) && aug.intensity_shift >= 0,
                 "data.intensity_shift", "must be >= 0, got " + number(aug.intensity_shift));
   probability(aug.distractor, "data.distractor");
-  check.require(std::isfinite(aug.distractor_gap) && aug.distractor_gap >= 0, "data.distractor_gap",
-                "must be >= 0 mm, got " + number(aug.distractor_gap));
+  non_negative_mm(aug.distractor_gap, "data.distractor_gap");
   non_negative(c.data.workers, "data.workers");
   non_negative(c.data.prefetch, "data.prefetch");
 

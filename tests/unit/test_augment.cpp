@@ -153,10 +153,10 @@ TEST(Augment, ElasticFieldIsBoundedSmoothAndSeeded) {
   EXPECT_TRUE(a.spatial());
   const auto inner = at::indexing::Slice(6, -6);
   for (int d = 0; d < 3; ++d) {
+    const auto axis = static_cast<size_t>(d);
     std::vector<int64_t> view{1, 1, 1};
-    view[static_cast<size_t>(d)] = shape[static_cast<size_t>(d)];
-    const auto coordinate =
-        (at::arange(shape[static_cast<size_t>(d)], at::kFloat) * spacing[static_cast<size_t>(d)]).view(view).expand(shape).contiguous();
+    view[axis] = shape[axis];
+    const auto coordinate = (at::arange(shape[axis], at::kFloat) * spacing[axis]).view(view).expand(shape).contiguous();
     auto image = coordinate.clone();
     auto label = at::zeros(shape, at::kByte);
     apply_augmentation(a, spacing, image, label);
@@ -165,7 +165,7 @@ TEST(Augment, ElasticFieldIsBoundedSmoothAndSeeded) {
     EXPECT_LE(moved.abs().max().item<double>(), 5.0 + 1e-3) << "axis " << d;
     EXPECT_GT(moved.abs().max().item<double>(), 2.0) << "axis " << d;
     const auto step = moved.narrow(d, 1, moved.size(d) - 1) - moved.narrow(d, 0, moved.size(d) - 1);
-    EXPECT_LT(step.abs().max().item<double>(), 0.5 * spacing[static_cast<size_t>(d)] + 1e-3) << "axis " << d;
+    EXPECT_LT(step.abs().max().item<double>(), 0.5 * spacing[axis] + 1e-3) << "axis " << d;
     auto again = coordinate.clone();
     auto again_label = at::zeros(shape, at::kByte);
     apply_augmentation(a, spacing, again, again_label);

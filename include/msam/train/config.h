@@ -64,9 +64,8 @@ struct DataConfig {
   int64_t roi = 128;
   // Training augmentation, its keys directly under `data:` (random_flip, rotation, zoom,
   // elastic, elastic_spacing, gamma, intensity_scale, intensity_shift, distractor,
-  // distractor_gap;
-  // data::AugmentOptions says what each does):
-  // flips on, as in the reference's trainer, the rest off.
+  // distractor_gap; data::AugmentOptions says what each does): flips on, as in the
+  // reference's trainer, the rest off.
   data::AugmentOptions augment{/*random_flips=*/true};
   int64_t workers = 2;
   int64_t prefetch = 2;
