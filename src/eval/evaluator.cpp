@@ -41,10 +41,10 @@ CaseResult evaluate_case(model::MSAM& model, const data::CachedCase& c, const Ev
   interaction::RefinementOptions ro{options.clicks, options.protocol, options.multi_click,
                                     options.threshold};
   compat::AutocastGuard amp(device, options.amp_dtype);
-  auto ctx = model->encode(image);
+  const auto views = interaction::encode_views(model, image, options.mirror);
   torch::Tensor final_logits;
   interaction::run_refinement(
-      model, ctx, ro, interaction::simulated_clicks(target, ro, gen),
+      model, views, ro, interaction::simulated_clicks(target, ro, gen),
       [&](const interaction::IterationResult& it) {
         auto pred = (it.logits[0][0] > options.threshold).to(torch::kCPU);
         scores.dice_per_click.push_back(crop_dice(pred, gt));

@@ -78,6 +78,7 @@ SplitScores evaluate_split(model::MSAM& model, const std::vector<std::string>& e
                       {"threshold_on_logits", o.eval.threshold},
                       {"nsd_tolerance_mm", o.eval.nsd_tolerance_mm},
                       {"seed", o.eval.seed},
+                      {"mirror", o.eval.mirror},
                       {"checkpoint", o.model_name}});
   return out;
 }

@@ -40,9 +40,17 @@ void run_refinement(model::MSAM& model, const model::VolumeContext& ctx,
                     const RefinementOptions& options, const ClickSource& source,
                     const std::function<void(const IterationResult&)>& on_iteration,
                     const MaskPerturbation& perturb) {
-  const int64_t B = ctx.image_embedding.size(0), r = model->config().low_res_size(),
+  run_refinement(model, single_view(ctx), options, source, on_iteration, perturb);
+}
+
+void run_refinement(model::MSAM& model, const VolumeViews& views,
+                    const RefinementOptions& options, const ClickSource& source,
+                    const std::function<void(const IterationResult&)>& on_iteration,
+                    const MaskPerturbation& perturb) {
+  const auto& embedding = views.contexts.front().image_embedding;
+  const int64_t B = embedding.size(0), r = model->config().low_res_size(),
                 S = model->config().encoder.img_size;
-  const auto opts = ctx.image_embedding.options();
+  const auto opts = embedding.options();
   // The reference starts from an all-zero prediction and an all-zero low-res prompt.
   torch::Tensor logits = torch::zeros({B, 1, S, S, S}, opts);
   torch::Tensor low_res = torch::zeros({B, 1, r, r, r}, opts);
@@ -58,8 +66,7 @@ void run_refinement(model::MSAM& model, const model::VolumeContext& ctx,
       click = source(i, logits.detach());
     }
     history = options.multi_click ? append_clicks(history, click) : click;
-    auto pred = model->click(ctx, history.points, history.labels, low_res);
-    low_res = pred.low_res_masks;
+    low_res = click_views(model, views, history, low_res);
     logits = model->upsample(low_res);
     on_iteration(IterationResult{i, logits, low_res, click});
   }

@@ -101,6 +101,17 @@ grep -q "\[info\]" "$W/eval2/eval.log" && fail "--log-level warn writes info lin
 cmp <(cut -d, -f1-16 "$W/eval/per_case.csv") <(cut -d, -f1-16 "$W/eval2/per_case.csv") || fail "eval not reproducible"
 "$MSAM" compare "$W/eval/per_case.csv" "$W/eval2/per_case.csv" > "$W/compare.log"
 grep -q "^dice" "$W/compare.log" || fail "compare output"
+# Test-time mirroring: every case scored, the setting in summary.json.
+"$MSAM" --log-level warn eval --config "$SRC/configs/tiny_cpu.yaml" "${SET[@]}" \
+  --checkpoint "$W/run/best.safetensors" --clicks 2 --mirror --overlays 0 --out "$W/eval_mirror" \
+  >/dev/null 2>"$W/eval_mirror.err" || { cat "$W/eval_mirror.err"; fail "eval --mirror"; }
+python3 - "$W/eval_mirror/summary.json" "$W/eval/summary.json" <<'PY' || fail "eval --mirror: summary.json"
+import json, sys
+mirrored, plain = (json.load(open(p)) for p in sys.argv[1:])
+assert mirrored['settings']['mirror'] is True and plain['settings']['mirror'] is False
+PY
+[ "$(tail -n +2 "$W/eval_mirror/per_case.csv" | wc -l)" = "$(tail -n +2 "$W/eval/per_case.csv" | wc -l)" ] \
+  || fail "eval --mirror: not every case"
 
 # Data parallelism from the command line: `msam train --nproc 2` trains the one-process run's
 # first epoch (same global batch), and `msam eval` started as two ranks (torchrun's variables)

@@ -140,3 +140,30 @@ TEST(RefinementLoop, FeedsBackThePreviousLowResLogitsAndClicksTheTargetGrid) {
     prompt = it.low_res;
   });
 }
+
+TEST(Mirroring, OneViewIsTheModelAndEightViewsCommuteWithAMirror) {
+  torch::manual_seed(6);
+  torch::NoGradGuard no_grad;
+  model::MSAM net(demo_model(model::DensePeAxes::kAligned));
+  net->eval();
+  const auto image = torch::randn({1, 1, 64, 64, 64});
+  const interaction::Clicks clicks{torch::tensor({10, 20, 30, 40, 50, 5}, torch::kLong).view({1, 2, 3}),
+                                   torch::tensor({1, 0}, torch::kLong).view({1, 2})};
+  const auto prompt = torch::randn({1, 1, 32, 32, 32});
+  const auto plain = net->click(net->encode(image), clicks.points, clicks.labels, prompt).low_res_masks;
+  const auto one = interaction::encode_views(net, image, false);
+  ASSERT_EQ(one.contexts.size(), 1u);
+  MSAM_EXPECT_CLOSE(interaction::click_views(net, one, clicks, prompt), plain, kSame);
+  // Eight views: the volume, its clicks and its previous mask mirrored along y give the
+  // mirror image of the mean (the same eight views, taken in another order).
+  const auto eight = interaction::encode_views(net, image, true);
+  ASSERT_EQ(eight.contexts.size(), 8u);
+  const auto mean = interaction::click_views(net, eight, clicks, prompt);
+  auto points = clicks.points.clone();
+  points.select(2, 1).copy_(63 - clicks.points.select(2, 1));
+  const auto mirrored = interaction::click_views(net, interaction::encode_views(net, image.flip({3}), true),
+                                                 {points, clicks.labels}, prompt.flip({3}));
+  MSAM_EXPECT_CLOSE(mirrored, mean.flip({3}), kPe);
+  // A random model is no mirror-symmetric function: the mean differs from one view.
+  EXPECT_FALSE(torch::allclose(mean, plain, 1e-3, 1e-3));
+}

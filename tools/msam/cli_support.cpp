@@ -150,6 +150,9 @@ void add_click_options(CLI::App& app, eval::EvalOptions& options, std::string& p
   app.add_option("--threshold", options.threshold,
                  "mask = logits > threshold, clicks on its errors (0.5: the reference's choice)");
   app.add_option("--seed", options.seed, "click sampling seed");
+  app.add_flag("--mirror", options.mirror,
+               "test-time mirroring: each mask the mean over the crop's 8 mirror images (8x the "
+               "compute)");
 }
 
 eval::RunSettings run_settings(const train::Config& run) {

@@ -114,7 +114,8 @@ const Register reg(
                      "train, val, test, or all (every case of the configured data, no split)")
           ->check(CLI::IsMember({"train", "val", "test", "all"}));
       add_click_options(app, o->clicks, o->protocol);
-      for (const char* name : {"--clicks", "--protocol", "--multi-click", "--threshold", "--seed"})
+      for (const char* name :
+           {"--clicks", "--protocol", "--multi-click", "--threshold", "--seed", "--mirror"})
         app.get_option(name)->excludes(predictions);
       app.add_option("--nsd-tolerance", o->clicks.nsd_tolerance_mm, "NSD tolerance in mm");
       app.add_option("--out", o->out, "output folder (default <output>/eval_<split>)");

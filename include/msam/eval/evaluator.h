@@ -24,6 +24,9 @@ struct EvalOptions {
   double threshold = interaction::kReferenceClickThreshold;
   double nsd_tolerance_mm = 1.0;
   uint64_t seed = 0;
+  // Test-time mirroring (interaction/mirroring.h): each click's mask the mean over the
+  // volume's 8 mirror images.
+  bool mirror = false;
   // kBFloat16 / kHalf: the model runs under CUDA autocast (the run's `precision`).
   at::ScalarType amp_dtype = at::kFloat;
 };

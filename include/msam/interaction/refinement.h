@@ -11,6 +11,7 @@
 #include "msam/interaction/click.h"
 #include "msam/interaction/click_sampler.h"
 #include "msam/interaction/mask_perturbation.h"
+#include "msam/interaction/mirroring.h"
 #include "msam/model/msam.h"
 
 namespace msam::interaction {
@@ -52,6 +53,11 @@ struct IterationResult {
 // given (training: loop.mask_perturbation), changes the previous prediction before each click
 // after the first; the click is placed on, and the model prompted with, the changed one.
 void run_refinement(model::MSAM& model, const model::VolumeContext& ctx,
+                    const RefinementOptions& options, const ClickSource& source,
+                    const std::function<void(const IterationResult&)>& on_iteration,
+                    const MaskPerturbation& perturb = {});
+// The same loop with each click run on every view of the volume (mirroring.h).
+void run_refinement(model::MSAM& model, const VolumeViews& views,
                     const RefinementOptions& options, const ClickSource& source,
                     const std::function<void(const IterationResult&)>& on_iteration,
                     const MaskPerturbation& perturb = {});
