@@ -1,9 +1,9 @@
 // Test-time mirroring: the model run on a volume's mirror images beside the volume itself, each
 // click's low-res logits the mean of the views' logits mapped back (nnU-Net's test-time
-// "mirroring"). Training flips every crop along each axis at random (data.flip), so each mirror
-// image is as familiar to the model as the original, and the mean evens out the part of its
-// errors that depends on the orientation. It costs one encoder pass per view per volume and one
-// click per view per click.
+// "mirroring"). Training flips every crop along each axis at random (data.random_flip), so each
+// mirror image is as familiar to the model as the original, and the mean evens out the part of
+// its errors that depends on the orientation. It costs one encoder pass per view per volume and
+// one click per view per click (with CUDA graphs, the view's context copied in at each click).
 #pragma once
 #include <torch/types.h>
 
