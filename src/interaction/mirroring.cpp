@@ -24,7 +24,7 @@ torch::Tensor mirror(const torch::Tensor& volume, const std::vector<int64_t>& di
 
 }  // namespace
 
-VolumeViews single_view(const model::VolumeContext& ctx) { return {{ctx}, {{}}}; }
+VolumeViews single_view(const model::VolumeContext& ctx) { return {VolumeView{ctx, {}}}; }
 
 VolumeViews encode_views(model::MSAM& model, const torch::Tensor& image, bool mirror_axes) {
   VolumeViews views;
@@ -33,8 +33,7 @@ VolumeViews encode_views(model::MSAM& model, const torch::Tensor& image, bool mi
     std::vector<int64_t> dims;
     for (int64_t a = 0; a < 3; ++a)
       if (s & (1 << a)) dims.push_back(2 + a);
-    views.contexts.push_back(model->encode(mirror(image, dims)));
-    views.mirrored_dims.push_back(dims);
+    views.push_back({model->encode(mirror(image, dims)), dims});
   }
   return views;
 }
@@ -43,14 +42,13 @@ torch::Tensor click_views(model::MSAM& model, const VolumeViews& views, const Cl
                           const torch::Tensor& low_res) {
   const int64_t size = model->config().encoder.img_size;
   torch::Tensor sum;
-  for (size_t v = 0; v < views.contexts.size(); ++v) {
-    const auto& dims = views.mirrored_dims[v];
-    auto pred = model->click(views.contexts[v], mirror_points(clicks.points, dims, size),
-                             clicks.labels, mirror(low_res, dims));
+  for (const auto& [context, dims] : views) {
+    auto pred = model->click(context, mirror_points(clicks.points, dims, size), clicks.labels,
+                             mirror(low_res, dims));
     auto back = mirror(pred.low_res_masks, dims);
     sum = sum.defined() ? sum + back : back;
   }
-  return views.contexts.size() == 1 ? sum : sum / static_cast<double>(views.contexts.size());
+  return views.size() == 1 ? sum : sum / static_cast<double>(views.size());
 }
 
 }  // namespace msam::interaction

@@ -47,7 +47,7 @@ void run_refinement(model::MSAM& model, const VolumeViews& views,
                     const RefinementOptions& options, const ClickSource& source,
                     const std::function<void(const IterationResult&)>& on_iteration,
                     const MaskPerturbation& perturb) {
-  const auto& embedding = views.contexts.front().image_embedding;
+  const auto& embedding = views.front().context.image_embedding;
   const int64_t B = embedding.size(0), r = model->config().low_res_size(),
                 S = model->config().encoder.img_size;
   const auto opts = embedding.options();

@@ -152,12 +152,12 @@ TEST(Mirroring, OneViewIsTheModelAndEightViewsCommuteWithAMirror) {
   const auto prompt = torch::randn({1, 1, 32, 32, 32});
   const auto plain = net->click(net->encode(image), clicks.points, clicks.labels, prompt).low_res_masks;
   const auto one = interaction::encode_views(net, image, false);
-  ASSERT_EQ(one.contexts.size(), 1u);
+  ASSERT_EQ(one.size(), 1u);
   MSAM_EXPECT_CLOSE(interaction::click_views(net, one, clicks, prompt), plain, kSame);
   // Eight views: the volume, its clicks and its previous mask mirrored along y give the
   // mirror image of the mean (the same eight views, taken in another order).
   const auto eight = interaction::encode_views(net, image, true);
-  ASSERT_EQ(eight.contexts.size(), 8u);
+  ASSERT_EQ(eight.size(), 8u);
   const auto mean = interaction::click_views(net, eight, clicks, prompt);
   auto points = clicks.points.clone();
   points.select(2, 1).copy_(63 - clicks.points.select(2, 1));

@@ -14,12 +14,13 @@
 
 namespace msam::interaction {
 
-// A volume as the model sees it in one or more views, each encoded once.
-struct VolumeViews {
-  std::vector<model::VolumeContext> contexts;
-  // The spatial tensor dims (2, 3, 4 of B×C×X×Y×Z) that each view mirrors; {} is the volume.
-  std::vector<std::vector<int64_t>> mirrored_dims;
+// The volume as the model sees it in one view, encoded once.
+struct VolumeView {
+  model::VolumeContext context;
+  // The spatial tensor dims (2, 3, 4 of B×C×X×Y×Z) that the view mirrors; {} is the volume.
+  std::vector<int64_t> mirrored_dims;
 };
+using VolumeViews = std::vector<VolumeView>;
 
 // The volume alone: clicks on it are model->click, op for op.
 VolumeViews single_view(const model::VolumeContext& ctx);
