@@ -11,6 +11,8 @@
 #include "msam/common/compat.h"
 #include "msam/common/error.h"
 #include "msam/common/names.h"
+#include "msam/data/components.h"
+#include "msam/interaction/window_continuation.h"
 #include "msam/data/preprocess.h"
 
 namespace msam::interaction {
@@ -237,6 +239,11 @@ SegmentationSummary Session::recompute(Clock::time_point start) {
   std::deque<std::pair<data::Index3, std::vector<Click>>> queue;
   if (const auto center = first_center()) queue.push_back({*center, {}});
   std::set<data::Index3> visited;
+  // The lesion is the part of the mask joined to a foreground click: only it continues into
+  // further windows (window_continuation.h).
+  std::vector<data::Index3> seeds;
+  for (size_t i = 0; i < click_voxels_.size(); ++i)
+    if (clicks_[i].label == kForeground) seeds.push_back(click_voxels_[i]);
   int windows = 0;
   while (!queue.empty() && windows < options_.max_windows) {
     auto [c, extra] = queue.front();
@@ -260,23 +267,19 @@ SegmentationSummary Session::recompute(Clock::time_point start) {
     const auto mask = win > t;
     s.windows.push_back({c, mask.sum().item<int64_t>()});
     const auto full_mask = logits_ > t;
-    for (int a = 0; a < 3; ++a) {
-      for (int side = 0; side < 2; ++side) {
-        const int64_t face = side == 0 ? 0 : S - 1;
-        const int64_t g = w.roi.start[a] + face;
-        if (g <= 0 || g >= image_.size(a) - 1) continue;
-        if (!mask.select(a, face).any().item<bool>()) continue;
-        data::Index3 nc = c;
-        nc[a] = std::clamp<int64_t>(c[a] + (side == 0 ? -S / 2 : S / 2), 0, image_.size(a) - 1);
-        if (visited.count(nc)) continue;
-        const auto idx = full_mask.nonzero();
-        const auto target = torch::tensor({nc[0], nc[1], nc[2]}, torch::kLong).view({1, 3});
-        const auto best = (idx - target).pow(2).sum(1).argmin().item<int64_t>();
-        const data::Index3 p{idx[best][0].item<int64_t>(), idx[best][1].item<int64_t>(),
-                             idx[best][2].item<int64_t>()};
-        const data::Index3 ns{nc[0] - S / 2, nc[1] - S / 2, nc[2] - S / 2};
-        queue.push_back({nc, {Click{{p[0] - ns[0], p[1] - ns[1], p[2] - ns[2]}, kForeground}}});
-      }
+    const auto lesion = data::connected_to(full_mask, seeds);
+    const auto lesion_here = data::extract_roi(lesion, c, {S, S, S}).crop;
+    for (const auto& [a, side] : continuation_faces(lesion_here, w.roi)) {
+      data::Index3 nc = c;
+      nc[a] = std::clamp<int64_t>(c[a] + (side == 0 ? -S / 2 : S / 2), 0, image_.size(a) - 1);
+      if (visited.count(nc)) continue;
+      const auto idx = lesion.nonzero();
+      const auto target = torch::tensor({nc[0], nc[1], nc[2]}, torch::kLong).view({1, 3});
+      const auto best = (idx - target).pow(2).sum(1).argmin().item<int64_t>();
+      const data::Index3 p{idx[best][0].item<int64_t>(), idx[best][1].item<int64_t>(),
+                           idx[best][2].item<int64_t>()};
+      const data::Index3 ns{nc[0] - S / 2, nc[1] - S / 2, nc[2] - S / 2};
+      queue.push_back({nc, {Click{{p[0] - ns[0], p[1] - ns[1], p[2] - ns[2]}, kForeground}}});
     }
   }
   s.contained = queue.empty();

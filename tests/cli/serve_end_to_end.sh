@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # msam segment and msam serve on the shared scans with the reference-format checkpoint:
-# segment's outputs are bit for bit the recorded ones (the lung's from the version before the
-# session layer, as MR since the MR z-score rule of 2026-11-30; the abdomen's and the breast's, with two foreground clicks each, since
-# 2026-11-30, when the first window stopped following the mean of the foreground clicks and
-# stays on the first while the others lie well inside it), a serve session given the same
-# clicks returns the same mask, and SIGTERM stops the server cleanly. Usage: serve_end_to_end.sh <msam binary> <shared dir>
+# segment's outputs are bit for bit the recorded ones (the lung's since 2026-12-01, at logit 0,
+# when only the part of the mask joined to a foreground click started to follow into further
+# windows; the abdomen's and the breast's, with two foreground clicks each, since 2026-11-30,
+# when the first window stopped following the mean of the foreground clicks and stays on the
+# first while the others lie well inside it), a serve session given the same clicks returns the
+# same mask, and SIGTERM stops the server cleanly. Usage: serve_end_to_end.sh <msam binary>
+# <shared dir>
 set -euo pipefail
 MSAM=$1 SHARED=$2
 W=$(mktemp -d)
@@ -33,14 +35,16 @@ expect_digest "$W/abdomen_prob.nii.gz" ab380e7bb8c58b2a "abdomen probabilities"
   --spacing 1 1 1 --multi-click --click 22,60,10 --click 25,58,11 \
   --out "$W/breast.nii.gz" > "$W/segment.log" 2>&1 || { cat "$W/segment.log"; fail "segment MR"; }
 expect_digest "$W/breast.nii.gz" 736526f4e66a94c4 "breast MR mask"
-# World coordinates (RAS mm), a mask that grows into 4 windows. `--modality mr` on this CT:
-# unclamped, z-scored over the voxels ≠ 0 (MR's rule since 2026-11-30; the digest changed then,
-# the breast MR's, whose voxels are ≥ 0, did not).
+# World coordinates (RAS mm), a mask that grows into 4 windows: at logit 0 these untrained
+# weights' mask fills the window about the click, a lesion cut by every face (since 2026-12-01
+# only the part of the mask joined to a foreground click is followed, where it meets a face with
+# a good part of its cross-section; at 0.5 this one stays in the first window). `--modality mr`
+# on this CT: unclamped, z-scored over the voxels ≠ 0 (MR's rule since 2026-11-30).
 "$MSAM" --threads 1 segment --checkpoint "$CKPT" --image "$SHARED/data/msam_lung_ct/image.nii.gz" \
-  --world --ras --click=-64,-64,64 --click=-70,-60,60,bg --modality mr \
+  --world --ras --click=-64,-64,64 --click=-70,-60,60,bg --modality mr --threshold 0 \
   --out "$W/lung.nii.gz" > "$W/segment.log" 2>&1 || { cat "$W/segment.log"; fail "segment RAS"; }
 grep -q "4 window(s)" "$W/segment.log" || { cat "$W/segment.log"; fail "expected 4 windows"; }
-expect_digest "$W/lung.nii.gz" aa459e93b15a103c "lung CT mask"
+expect_digest "$W/lung.nii.gz" af7e45d3e8b55fd6 "lung CT mask"
 
 # The same clicks through a serve session.
 "$MSAM" --threads 1 serve --checkpoint "$CKPT" --port 0 --data-root "$SHARED/data" \

@@ -2,20 +2,20 @@
 // the mask they give, in the scan's own geometry. `msam segment` runs one with all its clicks,
 // `msam serve` keeps one per viewer.
 //
-// Placement: the first model window (the model's input size, e.g. 128³) is centred on the
-// first foreground click and stays there while every foreground click lies at least an eighth
-// of the window inside its faces; a foreground click beyond that re-centres it on the mean of
-// the foreground clicks so far. (A window that moved with every click's mean would encode the
-// scan again for almost every foreground click.) Every click inside a window runs as one
-// refinement iteration there, in click order. A mask that reaches a face of
-// its window that is not the scan's border continues beyond it: a window half a window further
-// is run, prompted at the mask voxel nearest its centre, until the lesion is contained or
-// `max_windows` have run. The result is recomputed from all clicks after each change, but
-// nothing is computed twice: each window's encoding and the low-res logits after each of its
-// clicks are kept, so a click that keeps the windows where they were costs one refinement
-// iteration, and undo costs none. The part of that iteration that depends on the previous
-// mask alone (model::MSAMImpl::adapt) can run ahead, in the pause before the next click:
-// prepare_next_click().
+// Placement: the first model window (the model's input size, e.g. 128³) is centred on the first
+// foreground click and stays there while every foreground click lies at least an eighth of the
+// window inside its faces; a foreground click beyond that re-centres it on the mean of the
+// foreground clicks so far. (A window that moved with every click's mean would encode the scan
+// again for almost every foreground click.) Every click inside a window runs as one refinement
+// iteration there, in click order. The lesion, the part of the mask joined to a foreground click,
+// continues beyond a face of its window that is not the scan's border where it meets that face with
+// a good part of its cross-section (window_continuation.h): a window half a window further is run,
+// prompted at the lesion voxel nearest its centre, until the lesion is contained or `max_windows`
+// have run. The result is recomputed from all clicks after each change, but nothing is computed
+// twice: each window's encoding and the low-res logits after each of its clicks are kept, so a
+// click that keeps the windows where they were costs one refinement iteration, and undo costs none.
+// The part of that iteration that depends on the previous mask alone (model::MSAMImpl::adapt) can
+// run ahead, in the pause before the next click: prepare_next_click().
 #pragma once
 #include <torch/types.h>
 
