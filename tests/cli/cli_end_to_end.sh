@@ -218,6 +218,24 @@ expect_exit2 "--split" "$MSAM" eval --config "$SRC/configs/tiny_cpu.yaml" "${SET
 "$MSAM" segment --checkpoint "$W/run/best.safetensors" --image "$SHARED/data/msam_lung_ct/image.nii.gz" \
   --click 64,64,64,fg --out "$W/seg.nii.gz" --prob "$W/prob.nii.gz" > "$W/seg.log" 2>&1 || { cat "$W/seg.log"; fail "segment"; }
 [ -s "$W/seg.nii.gz" ] && [ -s "$W/prob.nii.gz" ] || fail "segment outputs"
+# Its clicks and mask as the checkpoint was trained (tiny_cpu.yaml: all clicks so far, logit 0)
+# unless the command line says otherwise: the defaults give what the explicit flags give.
+seg_digest() { gunzip -c "$1" | sha256sum | cut -c1-16; }
+for flags in "" "--multi-click --threshold 0" "--newest-click --threshold 0.5"; do
+  # shellcheck disable=SC2086
+  "$MSAM" segment --checkpoint "$W/run/best.safetensors" --image "$SHARED/data/msam_lung_ct/image.nii.gz" \
+    --click 64,64,64,fg --click 70,60,64,bg $flags --out "$W/seg2.nii.gz" > "$W/seg2.log" 2>&1 \
+    || { cat "$W/seg2.log"; fail "segment $flags"; }
+  echo "$flags: $(seg_digest "$W/seg2.nii.gz") $(grep -o 'clicks: .*' "$W/seg2.log")" >> "$W/seg_loops.txt"
+done
+grep -q '^: .* clicks: all so far, mask = logits > 0$' "$W/seg_loops.txt" \
+  || { cat "$W/seg_loops.txt"; fail "segment: not the checkpoint's loop by default"; }
+grep -q 'clicks: the newest, mask = logits > 0.5$' "$W/seg_loops.txt" || fail "segment --newest-click"
+[ "$(sed -n 1p "$W/seg_loops.txt" | awk -F': ' '{print $2}' | cut -d' ' -f1)" = \
+  "$(sed -n 2p "$W/seg_loops.txt" | awk -F': ' '{print $2}' | cut -d' ' -f1)" ] \
+  || { cat "$W/seg_loops.txt"; fail "segment: the defaults differ from the checkpoint's loop given explicitly"; }
+expect_exit2 "excludes" "$MSAM" segment --checkpoint "$W/run/best.safetensors" \
+  --image "$SHARED/data/msam_lung_ct/image.nii.gz" --click 64,64,64 --multi-click --newest-click --out "$W/x.nii.gz"
 # Aligned with its scan: same grid size, voxel spacing and voxel-to-world matrix (NIfTI sform).
 python3 - "$SHARED/data/msam_lung_ct/image.nii.gz" "$W/seg.nii.gz" <<'PY' || fail "mask geometry differs from the scan"
 import gzip, struct, sys

@@ -71,8 +71,30 @@ std::string spacing_text(const data::Point3& s) {
 
 }  // namespace
 
-void set_preprocessing(const std::string& checkpoint, const std::vector<double>& spacing,
-                       const std::string& modality, interaction::SessionOptions& options) {
+void add_session_options(CLI::App& app, SessionFlags& flags) {
+  app.add_option("--spacing", flags.spacing,
+                 "resample scans to this spacing (mm) first (default: the checkpoint's training "
+                 "spacing, else each scan's own)")
+      ->expected(3);
+  app.add_option("--modality", flags.modality,
+                 "auto, ct (clamp to [-1000, 1000]) or mr (default: as the checkpoint was "
+                 "trained, else auto)")
+      ->check(CLI::IsMember({"auto", "ct", "mr"}));
+  flags.threshold_option = app.add_option(
+      "--threshold", flags.threshold,
+      "mask = logits > threshold (default: the checkpoint's loop.threshold, else 0.5, the "
+      "reference's)");
+  auto* multi = app.add_flag("--multi-click", flags.multi_click,
+                             "feed all clicks so far each iteration (default: as the checkpoint "
+                             "was trained, else the newest click only)");
+  app.add_flag("--newest-click", flags.newest_click, "feed only the newest click each iteration")
+      ->excludes(multi);
+}
+
+void set_session_options(const std::string& checkpoint, const SessionFlags& flags,
+                         interaction::SessionOptions& options) {
+  const auto& spacing = flags.spacing;
+  const auto& modality = flags.modality;
   if (!spacing.empty() && spacing.size() != 3) throw Error("--spacing needs three values (mm)");
   const auto run = train::recorded_run_config(checkpoint);
   std::optional<data::Point3> trained_spacing;
@@ -107,6 +129,14 @@ void set_preprocessing(const std::string& checkpoint, const std::vector<double>&
   } else {
     options.modality = trained_modality.value_or(interaction::ScanModality::kAuto);
   }
+  // The model learned to read its clicks and its mask prompt as its training loop gave them.
+  options.threshold = flags.threshold_option && flags.threshold_option->count() > 0
+                          ? flags.threshold
+                          : run ? run->loop.threshold : interaction::kReferenceClickThreshold;
+  options.multi_click = flags.multi_click || (!flags.newest_click && run && run->loop.multi_click);
+  if (run)
+    spdlog::info("clicks: {}, mask = logits > {}", options.multi_click ? "all so far" : "the newest",
+                 options.threshold);
 }
 
 void check_run_against_checkpoint(const std::string& checkpoint, const model::MSAMConfig& model,

@@ -24,13 +24,25 @@ data::CaseReader case_reader();
 // kBFloat16 / kHalf, which need a CUDA device (the CPU runs fp32).
 at::ScalarType autocast_dtype(const std::string& precision, const torch::Device& device);
 
-// The preprocessing of msam segment and msam serve: what the checkpoint was trained with
-// (the run configuration msam train records: data.spacing, the datasets' modality), unless
-// the command line says otherwise (`spacing` non-empty, `modality` non-empty: auto, ct or mr),
-// with a warning where the two differ. Files that record no run (reference .pth) get the
-// command line's values, or the native spacing and modality auto.
-void set_preprocessing(const std::string& checkpoint, const std::vector<double>& spacing,
-                       const std::string& modality, interaction::SessionOptions& options);
+// The options msam segment and msam serve share: preprocessing (--spacing, --modality), the
+// mask's threshold (--threshold) and which clicks each iteration takes (--multi-click,
+// --newest-click), each left to the checkpoint where not given.
+struct SessionFlags {
+  std::vector<double> spacing;
+  std::string modality;
+  double threshold = 0;
+  bool multi_click = false, newest_click = false;
+  CLI::Option* threshold_option = nullptr;
+};
+void add_session_options(CLI::App& app, SessionFlags& flags);
+
+// A session as the checkpoint was trained (the run configuration msam train records:
+// data.spacing, the datasets' modality, loop.threshold and loop.multi_click), unless the
+// command line says otherwise, with a warning where the preprocessing differs. Files that
+// record no run (reference .pth) get the command line's values, or the native spacing,
+// modality auto and the reference's loop (logits > 0.5, the newest click only).
+void set_session_options(const std::string& checkpoint, const SessionFlags& flags,
+                         interaction::SessionOptions& options);
 
 // A checkpoint ready for clicks on `device` (CUDA graphs there); `summary` says what loaded.
 model::MSAM load_inference_model(const std::string& checkpoint, const torch::Device& device,

@@ -21,12 +21,10 @@ namespace msam::cli {
 namespace {
 
 struct Options {
-  std::string checkpoint, image, out, prob_out, clicks_json, modality, device = "cpu",
-              precision = "fp32";
+  std::string checkpoint, image, out, prob_out, clicks_json, device = "cpu", precision = "fp32";
   std::vector<std::string> clicks;
-  bool world = false, ras = false, multi_click = false;
-  std::vector<double> spacing;
-  double threshold = interaction::kReferenceClickThreshold;
+  bool world = false, ras = false;
+  SessionFlags session;
   int max_windows = 8;
   int channel = -1;  // none: a single-channel scan
 };
@@ -88,9 +86,7 @@ int run(const Options& o) {
     throw Error("no foreground click: the first window is centred on the foreground clicks");
 
   interaction::SessionOptions so;
-  set_preprocessing(o.checkpoint, o.spacing, o.modality, so);
-  so.threshold = o.threshold;
-  so.multi_click = o.multi_click;
+  set_session_options(o.checkpoint, o.session, so);
   so.max_windows = o.max_windows;
   so.device = torch::Device(o.device == "cuda" ? torch::kCUDA : torch::kCPU);
   so.amp_dtype = autocast_dtype(o.precision, so.device);
@@ -140,19 +136,9 @@ const Register reg(
                      "\"space\": \"voxel|lps|ras\"}]}");
       app.add_flag("--world", o->world, "--click coordinates are world mm (LPS, as ITK)");
       app.add_flag("--ras", o->ras, "with --world: coordinates are RAS mm (3D Slicer)");
-      app.add_flag("--multi-click", o->multi_click, "feed all clicks so far each iteration");
       app.add_option("--out", o->out, "output mask (.nii.gz, .nrrd, .mha)")->required();
       app.add_option("--prob", o->prob_out, "also write the probability map here");
-      app.add_option("--modality", o->modality,
-                     "auto, ct (clamp to [-1000, 1000]) or mr (default: as the checkpoint was "
-                     "trained, else auto)")
-          ->check(CLI::IsMember({"auto", "ct", "mr"}));
-      app.add_option("--spacing", o->spacing,
-                     "resample to this spacing (mm) first (default: the checkpoint's training "
-                     "spacing, else the scan's own)")
-          ->expected(3);
-      app.add_option("--threshold", o->threshold,
-                     "mask = logits > threshold (0.5: the reference's choice)");
+      add_session_options(app, o->session);
       app.add_option("--max-windows", o->max_windows, "ROI windows to follow a large lesion")
           ->check(CLI::Range(1, 64));
       app.add_option("--device", o->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));

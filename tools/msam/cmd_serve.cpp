@@ -15,9 +15,9 @@ namespace msam::cli {
 namespace {
 
 struct Options {
-  std::string checkpoint, device = "cpu", precision = "fp32", modality;
+  std::string checkpoint, device = "cpu", precision = "fp32";
   serve::ServerOptions server;
-  std::vector<double> spacing;
+  SessionFlags session;
   int64_t ttl_s = 1800, max_upload_mb = 1024;
   int64_t max_sessions = 8;
 };
@@ -26,7 +26,7 @@ int run(Options o) {
   auto& so = o.server.session;
   so.device = torch::Device(o.device == "cuda" ? torch::kCUDA : torch::kCPU);
   so.amp_dtype = autocast_dtype(o.precision, so.device);
-  set_preprocessing(o.checkpoint, o.spacing, o.modality, so);
+  set_session_options(o.checkpoint, o.session, so);
   o.server.checkpoint = o.checkpoint;
   o.server.precision = o.precision;
   o.server.max_sessions = static_cast<size_t>(o.max_sessions);
@@ -71,18 +71,7 @@ const Register reg(
       app.add_option("--web-root", o->server.web_root, "the viewer's files")
           ->default_str(MSAM_WEB_DIR);
       o->server.web_root = MSAM_WEB_DIR;
-      app.add_option("--spacing", o->spacing,
-                     "resample scans to this spacing (mm) first (default: the checkpoint's "
-                     "training spacing, else each scan's own)")
-          ->expected(3);
-      app.add_option("--modality", o->modality,
-                     "auto, ct (clamp to [-1000, 1000]) or mr (default: as the checkpoint was "
-                     "trained, else auto)")
-          ->check(CLI::IsMember({"auto", "ct", "mr"}));
-      app.add_option("--threshold", o->server.session.threshold,
-                     "mask = logits > threshold (0.5: the reference's choice)");
-      app.add_flag("--multi-click", o->server.session.multi_click,
-                   "feed all clicks so far each iteration");
+      add_session_options(app, o->session);
       app.add_option("--max-windows", o->server.session.max_windows,
                      "ROI windows to follow a large lesion")
           ->check(CLI::Range(1, 64));
