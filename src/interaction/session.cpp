@@ -12,8 +12,8 @@
 #include "msam/common/error.h"
 #include "msam/common/names.h"
 #include "msam/data/components.h"
-#include "msam/interaction/window_continuation.h"
 #include "msam/data/preprocess.h"
+#include "msam/interaction/window_continuation.h"
 
 namespace msam::interaction {
 namespace {
@@ -269,11 +269,12 @@ SegmentationSummary Session::recompute(Clock::time_point start) {
     const auto full_mask = logits_ > t;
     const auto lesion = data::connected_to(full_mask, seeds);
     const auto lesion_here = data::extract_roi(lesion, c, {S, S, S}).crop;
+    torch::Tensor idx;  // the lesion's voxels, found once the lesion continues
     for (const auto& [a, side] : continuation_faces(lesion_here, w.roi)) {
       data::Index3 nc = c;
       nc[a] = std::clamp<int64_t>(c[a] + (side == 0 ? -S / 2 : S / 2), 0, image_.size(a) - 1);
       if (visited.count(nc)) continue;
-      const auto idx = lesion.nonzero();
+      if (!idx.defined()) idx = lesion.nonzero();
       const auto target = torch::tensor({nc[0], nc[1], nc[2]}, torch::kLong).view({1, 3});
       const auto best = (idx - target).pow(2).sum(1).argmin().item<int64_t>();
       const data::Index3 p{idx[best][0].item<int64_t>(), idx[best][1].item<int64_t>(),

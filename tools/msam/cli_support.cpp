@@ -89,6 +89,8 @@ void add_session_options(CLI::App& app, SessionFlags& flags) {
                              "was trained, else the newest click only)");
   app.add_flag("--newest-click", flags.newest_click, "feed only the newest click each iteration")
       ->excludes(multi);
+  app.add_option("--max-windows", flags.max_windows, "ROI windows to follow a large lesion")
+      ->check(CLI::Range(1, 64));
 }
 
 void set_session_options(const std::string& checkpoint, const SessionFlags& flags,
@@ -134,6 +136,7 @@ void set_session_options(const std::string& checkpoint, const SessionFlags& flag
                           ? flags.threshold
                           : run ? run->loop.threshold : interaction::kReferenceClickThreshold;
   options.multi_click = flags.multi_click || (!flags.newest_click && run && run->loop.multi_click);
+  options.max_windows = flags.max_windows;
   if (run)
     spdlog::info("clicks: {}, mask = logits > {}", options.multi_click ? "all so far" : "the newest",
                  options.threshold);

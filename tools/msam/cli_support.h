@@ -26,13 +26,14 @@ at::ScalarType autocast_dtype(const std::string& precision, const torch::Device&
 
 // The options msam segment and msam serve share: preprocessing (--spacing, --modality), the
 // mask's threshold (--threshold) and which clicks each iteration takes (--multi-click,
-// --newest-click), each left to the checkpoint where not given.
+// --newest-click), each left to the checkpoint where not given, and --max-windows.
 struct SessionFlags {
   std::vector<double> spacing;
   std::string modality;
   double threshold = 0;
   bool multi_click = false, newest_click = false;
   CLI::Option* threshold_option = nullptr;
+  int max_windows = interaction::SessionOptions{}.max_windows;
 };
 void add_session_options(CLI::App& app, SessionFlags& flags);
 

@@ -25,7 +25,6 @@ struct Options {
   std::vector<std::string> clicks;
   bool world = false, ras = false;
   SessionFlags session;
-  int max_windows = 8;
   int channel = -1;  // none: a single-channel scan
 };
 
@@ -87,7 +86,6 @@ int run(const Options& o) {
 
   interaction::SessionOptions so;
   set_session_options(o.checkpoint, o.session, so);
-  so.max_windows = o.max_windows;
   so.device = torch::Device(o.device == "cuda" ? torch::kCUDA : torch::kCPU);
   so.amp_dtype = autocast_dtype(o.precision, so.device);
 
@@ -105,7 +103,7 @@ int run(const Options& o) {
   if (!result.contained)
     spdlog::warn("the lesion still reaches a window border after {} windows (raise "
                  "--max-windows)",
-                 o.max_windows);
+                 o.session.max_windows);
   imageio::write_volume(o.out, session.mask());
   std::printf("mask: %s (%lld voxels, %zu window(s))\n", o.out.c_str(),
               (long long)result.voxels, result.windows.size());
@@ -139,8 +137,6 @@ const Register reg(
       app.add_option("--out", o->out, "output mask (.nii.gz, .nrrd, .mha)")->required();
       app.add_option("--prob", o->prob_out, "also write the probability map here");
       add_session_options(app, o->session);
-      app.add_option("--max-windows", o->max_windows, "ROI windows to follow a large lesion")
-          ->check(CLI::Range(1, 64));
       app.add_option("--device", o->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
       app.add_option("--precision", o->precision, "fp32, or bf16 / fp16 autocast on CUDA")
           ->check(CLI::IsMember({"fp32", "bf16", "fp16"}));

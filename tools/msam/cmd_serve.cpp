@@ -72,9 +72,6 @@ const Register reg(
           ->default_str(MSAM_WEB_DIR);
       o->server.web_root = MSAM_WEB_DIR;
       add_session_options(app, o->session);
-      app.add_option("--max-windows", o->server.session.max_windows,
-                     "ROI windows to follow a large lesion")
-          ->check(CLI::Range(1, 64));
       return [o] { return run(*o); };
     });
 
