@@ -11,20 +11,11 @@
 #include "msam/interaction/refinement.h"
 
 namespace msam::eval {
-namespace {
 
-double crop_dice(const torch::Tensor& pred, const torch::Tensor& gt) {
-  const double p = pred.sum().item<double>(), g = gt.sum().item<double>();
-  if (p + g == 0) return NAN;
-  return 2.0 * (pred & gt).sum().item<double>() / (p + g);
-}
-
-uint64_t case_seed(uint64_t seed, const std::string& id) {
-  uint64_t s = seed ^ std::hash<std::string>{}(id);
+uint64_t case_seed(uint64_t seed, const std::string& case_id) {
+  uint64_t s = seed ^ std::hash<std::string>{}(case_id);
   return data::splitmix64(s);
 }
-
-}  // namespace
 
 CaseResult evaluate_case(model::MSAM& model, const data::CachedCase& c, const EvalOptions& options,
                          const torch::Device& device, const OriginalLabelReader& original) {
@@ -47,7 +38,7 @@ CaseResult evaluate_case(model::MSAM& model, const data::CachedCase& c, const Ev
       model, views, ro, interaction::simulated_clicks(target, ro, gen),
       [&](const interaction::IterationResult& it) {
         auto pred = (it.logits[0][0] > options.threshold).to(torch::kCPU);
-        scores.dice_per_click.push_back(crop_dice(pred, gt));
+        scores.dice_per_click.push_back(dice_score(pred, gt));
         r.clicks.push_back(interaction::from_batch(it.click).front());
         final_logits = it.logits;
       });

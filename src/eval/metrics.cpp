@@ -228,6 +228,13 @@ CaseMetrics compute_case_metrics(const at::Tensor& pred, const at::Tensor& gt,
   return m;
 }
 
+double dice_score(const at::Tensor& pred, const at::Tensor& gt) {
+  const auto p = pred.to(at::kBool), g = gt.to(at::kBool);
+  const double total = p.sum().item<double>() + g.sum().item<double>();
+  if (total == 0) return kNaN;
+  return 2.0 * (p & g).sum().item<double>() / total;
+}
+
 std::vector<std::pair<std::string, double>> metric_values(const CaseMetrics& m) {
   std::vector<std::pair<std::string, double>> out;
   for (const auto& info : metric_table()) out.emplace_back(info.name, m.*info.value);

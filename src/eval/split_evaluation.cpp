@@ -6,6 +6,7 @@
 #include "msam/common/error.h"
 #include "msam/common/log.h"
 #include "msam/data/preprocess.h"
+#include "msam/io/csv.h"
 
 namespace fs = std::filesystem;
 
@@ -21,43 +22,91 @@ SplitEvalOptions split_eval_options(const RunSettings& run, const EvalOptions& c
   return o;
 }
 
+namespace {
+
+// clicks/<case>.csv: each click as `msam segment --click x,y,z,fg|bg` takes it, and the Dice
+// after it, so that a session can be replayed.
+void write_session_clicks(const std::string& out_dir, const SessionCaseResult& r) {
+  const auto path = fs::path(out_dir) / "clicks" / (case_file_name(r.scores.case_id) + ".csv");
+  fs::create_directories(path.parent_path());
+  io::CsvWriter csv(path.string(), {"click", "x", "y", "z", "label", "dice"});
+  for (size_t k = 0; k < r.clicks.size(); ++k) {
+    const auto& c = r.clicks[k];
+    csv.add_row({std::to_string(k + 1), std::to_string(c.voxel[0]), std::to_string(c.voxel[1]),
+                 std::to_string(c.voxel[2]), c.label == interaction::kForeground ? "fg" : "bg",
+                 io::format_number(r.scores.dice_per_click[k])});
+  }
+  csv.close();
+}
+
+// One case through a session: scored, its mask saved and overlaid, its clicks written.
+CaseScores evaluate_session_entry(model::MSAM& model, const data::CacheEntryInfo& info, size_t i,
+                                  const SplitEvalOptions& o, const SplitEvalHooks& hooks) {
+  SessionCase c{info.case_id, hooks.read_scan(info), hooks.original_label(info), info.modality};
+  auto session = o.session;
+  session.device = o.device;
+  auto r = evaluate_session_case(model, c, o.eval, session);
+  if (o.save_masks) {
+    const auto path = fs::path(o.out_dir) / "masks" / (info.case_id + ".nii.gz");
+    fs::create_directories(path.parent_path());
+    hooks.write_mask(path.string(), r.mask);
+  }
+  if (static_cast<int>(i) < o.overlays)
+    write_scan_overlay(o.out_dir, info.case_id, c.scan, c.label, r.mask, r.clicks);
+  write_session_clicks(o.out_dir, r);
+  return std::move(r.scores);
+}
+
+// One case in its crop: scored, its mask pasted back and saved, overlaid.
+CaseScores evaluate_crop_entry(model::MSAM& model, const std::string& entry, size_t i,
+                               const SplitEvalOptions& o, const SplitEvalHooks& hooks,
+                               const OriginalLabelReader& original) {
+  const auto c = data::read_cache_entry(entry);
+  auto r = evaluate_case(model, c, o.eval, o.device, original);
+  if (o.save_masks) {
+    // masks/<dataset>/<case>.nii.gz: a folder msam eval --predictions reads back.
+    const auto path = fs::path(o.out_dir) / "masks" / (r.scores.case_id + ".nii.gz");
+    fs::create_directories(path.parent_path());
+    hooks.write_mask(path.string(), data::restore_to_original(r.mask, c.info.record));
+  }
+  if (static_cast<int>(i) < o.overlays) write_case_overlay(o.out_dir, c, r.mask, r.clicks);
+  return std::move(r.scores);
+}
+
+}  // namespace
+
 SplitScores evaluate_split(model::MSAM& model, const std::vector<std::string>& entries,
                            const SplitEvalOptions& o, const SplitEvalHooks& hooks) {
   if (entries.empty()) throw Error("evaluation: the chosen split has no cases");
   if (o.save_masks && !hooks.write_mask)
     throw Error("saving masks needs a build with ITK (image IO)");
+  if (o.sessions && (!hooks.read_scan || !hooks.original_label))
+    throw Error("evaluating sessions needs the scans and labels: a build with ITK (image IO)");
   const auto original = o.original_grid ? hooks.original_label : OriginalLabelReader{};
-  if (o.original_grid && !original)
+  if (o.original_grid && !original && !o.sessions)
     spdlog::warn(
         "evaluation: no reader for the original labels (a build without ITK): scoring in the "
         "crop only");
 
   SplitScores out;
   out.columns.clicks = o.eval.clicks;
-  out.columns.original = static_cast<bool>(original);
+  out.columns.crop = !o.sessions;
+  out.columns.original = o.sessions || static_cast<bool>(original);
   out.columns.seconds = true;
   const size_t rank = o.group ? static_cast<size_t>(o.group->rank()) : 0;
   const size_t world = o.group ? static_cast<size_t>(o.group->size()) : 1;
   // Every case's clicks come from its own seed, so which rank scores it does not matter.
   std::vector<std::pair<size_t, CaseScores>> mine;
   for (size_t i = rank; i < entries.size(); i += world) {
-    const auto c = data::read_cache_entry(entries[i]);
-    auto r = evaluate_case(model, c, o.eval, o.device, original);
-    const auto& s = r.scores;
-    if (o.save_masks) {
-      // masks/<dataset>/<case>.nii.gz: a folder msam eval --predictions reads back.
-      const auto path = fs::path(o.out_dir) / "masks" / (s.case_id + ".nii.gz");
-      fs::create_directories(path.parent_path());
-      hooks.write_mask(path.string(), data::restore_to_original(r.mask, c.info.record));
-    }
-    if (static_cast<int>(i) < o.overlays) write_case_overlay(o.out_dir, c, r.mask, r.clicks);
+    auto s = o.sessions ? evaluate_session_entry(model, data::read_cache_info(entries[i]), i, o, hooks)
+                        : evaluate_crop_entry(model, entries[i], i, o, hooks, original);
     char line[256];
     std::snprintf(line, sizeof line, "[%zu/%zu] %s  Dice@1 %.4f  Dice@%lld %.4f  (%.1f s)", i + 1,
                   entries.size(), s.case_id.c_str(), s.dice_per_click.front(),
                   static_cast<long long>(s.dice_per_click.size()), s.dice_per_click.back(),
                   s.seconds);
     spdlog::info(line);
-    mine.emplace_back(i, std::move(r.scores));
+    mine.emplace_back(i, std::move(s));
   }
   if (o.group) {
     nlohmann::json part = nlohmann::json::array();
@@ -79,6 +128,7 @@ SplitScores evaluate_split(model::MSAM& model, const std::vector<std::string>& e
                       {"nsd_tolerance_mm", o.eval.nsd_tolerance_mm},
                       {"seed", o.eval.seed},
                       {"mirror", o.eval.mirror},
+                      {"sessions", o.sessions},
                       {"checkpoint", o.model_name}});
   return out;
 }

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <map>
 
+#include "msam/data/geometry_ops.h"
 #include "msam/eval/metric_table.h"
 #include "msam/eval/overlay.h"
 #include "msam/io/csv.h"
@@ -28,8 +29,15 @@ data::Index3 lesion_center(const at::Tensor& label) {
 }
 
 std::vector<Scope> scopes(const ReportColumns& columns) {
-  if (columns.original) return {kCropScope, kOriginalScope};
-  return {kCropScope};
+  std::vector<Scope> out;
+  if (columns.crop) out.push_back(kCropScope);
+  if (columns.original) out.push_back(kOriginalScope);
+  return out;
+}
+
+// The scope of Dice per click in summary.csv.
+const char* click_scope(const ReportColumns& columns) {
+  return columns.crop ? kCropScope.name : kOriginalScope.name;
 }
 
 std::vector<const CaseScores*> scored(const SplitScores& s) {
@@ -79,8 +87,9 @@ void write_per_case(const std::string& path, const SplitScores& s) {
     std::vector<std::string> row{c.case_id};
     for (int64_t k = 0; k < cols.clicks; ++k)
       row.push_back(io::format_number(ok ? c.dice_per_click.at(k) : NAN));
-    for (const auto& cell : metric_cells(ok ? std::optional<CaseMetrics>(c.crop) : std::nullopt))
-      row.push_back(cell);
+    if (cols.crop)
+      for (const auto& cell : metric_cells(ok ? std::optional<CaseMetrics>(c.crop) : std::nullopt))
+        row.push_back(cell);
     if (cols.original)
       for (const auto& cell : metric_cells(ok ? c.original : std::nullopt)) row.push_back(cell);
     if (cols.seconds) row.push_back(io::format_number(c.seconds));
@@ -127,7 +136,7 @@ void write_split_report(const std::string& out_dir, const SplitScores& s,
   io::Series mean{"mean Dice (± std over cases)", {}, {}, {}};
   for (int64_t k = 0; k < s.columns.clicks; ++k) {
     const auto m = summarize(dice_after_click(cases, k));
-    add("dice_click" + std::to_string(k + 1), kCropScope.name, m);
+    add("dice_click" + std::to_string(k + 1), click_scope(s.columns), m);
     js["dice_per_click"].push_back(std::isfinite(m.mean) ? nlohmann::json(m.mean)
                                                          : nlohmann::json());
     mean.x.push_back(static_cast<double>(k + 1));
@@ -209,6 +218,26 @@ void write_case_overlay(const std::string& out_dir, const data::CachedCase& c,
   fs::create_directories(dir);
   render_overlay_png((dir / (case_file_name(c.info.case_id) + ".png")).string(),
                      c.image.to(torch::kFloat), c.label, mask, clicks, lesion_center(c.label));
+}
+
+void write_scan_overlay(const std::string& out_dir, const std::string& case_id,
+                        const data::Volume& scan, const data::Volume& label,
+                        const data::Volume& mask, const std::vector<interaction::Click>& clicks) {
+  const auto ras = data::reorient_to_ras(scan);
+  const auto ras_label = data::reorient_to_ras(label).volume.data;
+  const auto ras_mask = data::reorient_to_ras(mask).volume.data;
+  std::vector<interaction::Click> ras_clicks;
+  for (const auto& c : clicks) {
+    const data::Point3 p{static_cast<double>(c.voxel[0]), static_cast<double>(c.voxel[1]),
+                         static_cast<double>(c.voxel[2])};
+    const auto v = data::world_to_voxel(ras.volume.geometry, data::voxel_to_world(scan.geometry, p));
+    ras_clicks.push_back({{std::llround(v[0]), std::llround(v[1]), std::llround(v[2])}, c.label});
+  }
+  const auto dir = fs::path(out_dir) / "overlays";
+  fs::create_directories(dir);
+  render_overlay_png((dir / (case_file_name(case_id) + ".png")).string(),
+                     ras.volume.data.to(torch::kFloat), ras_label, ras_mask, ras_clicks,
+                     lesion_center(ras_label));
 }
 
 }  // namespace msam::eval

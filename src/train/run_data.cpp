@@ -44,8 +44,7 @@ data::PreprocessSettings preprocess_settings(const Config& config) {
   return settings;
 }
 
-PreparedCases prepare_cases(const Config& config, const data::CaseReader& reader,
-                            dist::ProcessGroup* group) {
+std::vector<data::DatasetSpec> dataset_specs(const Config& config) {
   std::vector<data::DatasetSpec> specs;
   for (const auto& d : config.data.datasets) {
     data::DatasetSpec s;
@@ -61,7 +60,12 @@ PreparedCases prepare_cases(const Config& config, const data::CaseReader& reader
     s.modality = d.modality == Modality::kCT ? data::Modality::CT : data::Modality::MR;
     specs.push_back(std::move(s));
   }
-  const auto cases = data::discover_cases(specs);
+  return specs;
+}
+
+PreparedCases prepare_cases(const Config& config, const data::CaseReader& reader,
+                            dist::ProcessGroup* group) {
+  const auto cases = data::discover_cases(dataset_specs(config));
   PreparedCases out;
   out.cache_dir = config.data.cache_dir.empty() ? (fs::path(config.output) / "cache").string()
                                                 : config.data.cache_dir;

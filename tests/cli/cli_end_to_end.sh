@@ -250,6 +250,25 @@ assert all(abs(x - y) < 1e-4 for x, y in zip(a[1], b[1])), (a[1], b[1])
 assert all(abs(x - y) < 1e-3 for x, y in zip(a[2], b[2])), (a[2], b[2])
 PY
 
+# What a person gets (eval --sessions): the test scan through a session on its own grid; the
+# clicks it wrote, given to msam segment, give the mask it saved.
+"$MSAM" eval --config "$SRC/configs/tiny_cpu.yaml" "${SET[@]}" --checkpoint "$W/run/best.safetensors" \
+  --clicks 3 --protocol center --multi-click --threshold 0 --sessions --save-masks --overlays 1 \
+  --out "$W/eval_sessions" > "$W/eval_sessions.log" 2>&1 || { cat "$W/eval_sessions.log"; fail "eval --sessions"; }
+head -1 "$W/eval_sessions/per_case.csv" \
+  | grep -qx "case,dice_click1,dice_click2,dice_click3,orig_dice,orig_iou,orig_hd,orig_hd95,orig_assd,orig_nsd,seconds" \
+  || { head -1 "$W/eval_sessions/per_case.csv"; fail "eval --sessions: per_case.csv columns"; }
+case_id=$(sed -n 2p "$W/eval_sessions/per_case.csv" | cut -d, -f1)
+mapfile -t replay < <(tail -n +2 "$W/eval_sessions/clicks/${case_id//\//_}.csv" \
+  | awk -F, '{print "--click"; print $2 "," $3 "," $4 "," $5}')
+[ "${#replay[@]}" = 6 ] || fail "eval --sessions: clicks/ lacks the 3 clicks of $case_id"
+"$MSAM" segment --checkpoint "$W/run/best.safetensors" --image "$W/data/imagesTr/${case_id#*/}_0000.nii.gz" \
+  "${replay[@]}" --out "$W/replay.nii.gz" > "$W/replay.log" 2>&1 || { cat "$W/replay.log"; fail "segment (replay)"; }
+[ "$(seg_digest "$W/replay.nii.gz")" = "$(seg_digest "$W/eval_sessions/masks/$case_id.nii.gz")" ] \
+  || fail "eval --sessions: msam segment given its clicks shows another mask"
+expect_exit2 "excludes" "$MSAM" eval --config "$SRC/configs/tiny_cpu.yaml" "${SET[@]}" \
+  --checkpoint "$W/run/best.safetensors" --sessions --mirror
+
 # Transfer with given checkpoints: evaluates both on the target's test split.
 "$MSAM" transfer --source "$SRC/configs/tiny_cpu.yaml" --target "$SRC/configs/tiny_cpu.yaml" "${SET[@]}" \
   --source-checkpoint "$W/run/best.safetensors" --target-checkpoint "$W/run/latest.safetensors" \

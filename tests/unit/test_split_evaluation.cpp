@@ -1,13 +1,15 @@
 // Split-level evaluation without ITK: a tiny random-weights model on synthetic cache entries
 // gives per_case.csv, summary.csv and summary.json that hold exactly what evaluate_case gives
 // per case; other tools' masks score through the same report, and the model's own masks
-// score as the model did; the metric table says which way each metric is better.
+// score as the model did; sessions on the scans' grids score what replaying their clicks shows;
+// the metric table says which way each metric is better.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -21,6 +23,7 @@
 #include "msam/eval/prediction_scoring.h"
 #include "msam/io/csv.h"
 #include "msam/eval/split_evaluation.h"
+#include "msam/interaction/session.h"
 
 namespace fs = std::filesystem;
 using namespace msam;
@@ -244,6 +247,114 @@ TEST(SplitEvaluation, ReportHoldsWhatEvaluateCaseGives) {
   options.save_masks = true;
   EXPECT_THROW(eval::evaluate_split(model, split.entries, options, {}), Error);
   EXPECT_THROW(eval::evaluate_split(model, {}, eval_options(out), {}), Error);
+}
+
+TEST(SessionEvaluation, ReplayedClicksGiveWhatWasScored) {
+  // Sessions on the scans' own grids: what the report, clicks/ and masks/ hold is what a
+  // session given the written clicks shows (msam segment's path), scored on the scan's grid.
+  const auto dir = test::temp_dir("session_eval");
+  const auto split = make_split(dir);
+  const std::map<std::string, data::Volume> scans{{"synth/case_a", synthetic_case(1, 36).first},
+                                                  {"synth/case_b", synthetic_case(2, 44).first}};
+  const eval::ScanReader read_scan = [&](const data::CacheEntryInfo& info) {
+    return scans.at(info.case_id);
+  };
+  std::map<std::string, data::Volume> masks;
+  eval::SplitEvalHooks hooks{split.original(),
+                             [&](const std::string& p, const data::Volume& v) { masks[p] = v; },
+                             read_scan};
+  const auto out = (fs::path(dir) / "sessions").string();
+  auto options = eval_options(out);
+  options.sessions = true;
+  options.save_masks = true;
+  auto model = test::tiny_model(5);
+  const auto scores = eval::evaluate_split(model, split.entries, options, hooks);
+  EXPECT_FALSE(scores.columns.crop);
+  EXPECT_TRUE(scores.columns.original);
+
+  const auto table = io::read_csv((fs::path(out) / "per_case.csv").string());
+  EXPECT_EQ(table.header,
+            (std::vector<std::string>{"case", "dice_click1", "dice_click2", "dice_click3",
+                                      "orig_dice", "orig_iou", "orig_hd", "orig_hd95",
+                                      "orig_assd", "orig_nsd", "seconds"}));
+  ASSERT_EQ(scores.cases.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    const auto& s = scores.cases[i];
+    const auto& scan = scans.at(s.case_id);
+    const auto& label = split.labels.at(s.case_id);
+    const auto clicks = io::read_csv(
+        (fs::path(out) / "clicks" / (eval::case_file_name(s.case_id) + ".csv")).string());
+    EXPECT_EQ(clicks.header, (std::vector<std::string>{"click", "x", "y", "z", "label", "dice"}));
+    ASSERT_EQ(clicks.rows.size(), 3u);
+    // The first click is a foreground click in the lesion.
+    EXPECT_EQ(clicks.rows[0][4], "fg");
+    EXPECT_EQ(label.data[std::stoi(clicks.rows[0][1])][std::stoi(clicks.rows[0][2])]
+                        [std::stoi(clicks.rows[0][3])]
+                  .item<int>(),
+              1);
+    interaction::SessionOptions so;
+    so.threshold = options.eval.threshold;
+    so.modality = interaction::ScanModality::kMR;
+    interaction::Session session(model, scan, so);
+    for (size_t k = 0; k < 3; ++k) {
+      const auto& row = clicks.rows[k];
+      interaction::UserClick c;
+      c.point = {std::stod(row[1]), std::stod(row[2]), std::stod(row[3])};
+      c.label = row[4] == "fg" ? interaction::kForeground : interaction::kBackground;
+      session.add_click(c);
+      const double dice = eval::dice_score(session.mask().data, label.data);
+      EXPECT_EQ(s.dice_per_click.at(k), dice) << s.case_id << " click " << k + 1;
+      EXPECT_EQ(row[5], io::format_number(dice));
+      EXPECT_EQ(table.rows[i][1 + k], io::format_number(dice));
+    }
+    const auto& saved = masks.at((fs::path(out) / "masks" / (s.case_id + ".nii.gz")).string());
+    EXPECT_TRUE(torch::equal(saved.data, session.mask().data)) << s.case_id;
+    EXPECT_EQ(saved.geometry.origin, scan.geometry.origin);
+    EXPECT_GT(saved.data.sum().item<int64_t>(), 0);  // so that the scores compare numbers
+    eval::MetricOptions mo;
+    mo.spacing = {scan.geometry.spacing[0], scan.geometry.spacing[1], scan.geometry.spacing[2]};
+    ASSERT_TRUE(s.original.has_value());
+    expect_same_metrics(*s.original, eval::compute_case_metrics(saved.data, label.data, mo),
+                        s.case_id);
+  }
+  // Dice per click is the original grid's in the summaries.
+  const auto summary = io::read_csv((fs::path(out) / "summary.csv").string());
+  ASSERT_EQ(summary.rows.size(), 6u + 3u);
+  EXPECT_EQ(summary.rows[0][1], "original");
+  EXPECT_EQ(summary.rows[8][0], "dice_click3");
+  EXPECT_EQ(summary.rows[8][1], "original");
+  EXPECT_EQ(nlohmann::json::parse(read_text(fs::path(out) / "summary.json"))["settings"]["sessions"],
+            true);
+  EXPECT_TRUE(fs::exists(fs::path(out) / "overlays" / "synth_case_a.png"));
+  EXPECT_NE(eval::summary_text(scores).find("original"), std::string::npos);
+  EXPECT_EQ(eval::summary_text(scores).find("crop"), std::string::npos);
+
+  // Bad input names the case; sessions need the scans.
+  const auto expect_error = [](const std::function<void()>& f, const std::string& want) {
+    try {
+      f();
+      ADD_FAILURE() << "no error, expected '" << want << "'";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(want), std::string::npos) << e.what();
+    }
+  };
+  const auto& scan = scans.at("synth/case_a");
+  auto label = split.labels.at("synth/case_a");
+  expect_error([&] {
+    eval::evaluate_session_case(model, {"synth/case_a", scan, {label.data.slice(0, 1), label.geometry, "l"}},
+                                options.eval, {});
+  }, "synth/case_a: label of shape");
+  expect_error([&] {
+    eval::evaluate_session_case(model, {"synth/case_a", scan, {torch::zeros_like(label.data), label.geometry, "l"}},
+                                options.eval, {});
+  }, "synth/case_a: the label is empty");
+  auto mirrored = options.eval;
+  mirrored.mirror = true;
+  expect_error([&] { eval::evaluate_session_case(model, {"synth/case_a", scan, label}, mirrored, {}); },
+               "do not mirror");
+  hooks.read_scan = {};
+  expect_error([&] { eval::evaluate_split(model, split.entries, options, hooks); },
+               "evaluating sessions needs the scans");
 }
 
 TEST(PatchFromOriginal, TakesAMaskWhereTheLabelWent) {

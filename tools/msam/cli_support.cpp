@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <map>
+#include <memory>
 #include <set>
 
 #include "msam/common/error.h"
@@ -36,8 +38,18 @@ eval::OriginalLabelReader original_label_reader() {
 
 }  // namespace
 
-eval::SplitEvalHooks split_eval_hooks() {
-  return {original_label_reader(), imageio::write_volume};
+eval::SplitEvalHooks split_eval_hooks(const train::Config& run) {
+  // The scans as the run reads them: their files and channels from the configured datasets.
+  auto sources = std::make_shared<std::map<std::string, data::CaseSource>>();
+  for (auto& c : data::discover_cases(train::dataset_specs(run))) (*sources)[c.id] = c;
+  eval::ScanReader read_scan = [sources](const data::CacheEntryInfo& info) {
+    const auto it = sources->find(info.case_id);
+    if (it == sources->end())
+      throw Error(info.case_id + ": not among the configured datasets' cases (" +
+                  info.image.path + ")");
+    return imageio::read_image(it->second.image, it->second.channel);
+  };
+  return {original_label_reader(), imageio::write_volume, std::move(read_scan)};
 }
 
 eval::PredictionHooks prediction_hooks() {
@@ -45,7 +57,7 @@ eval::PredictionHooks prediction_hooks() {
 }
 #else
 data::CaseReader case_reader() { return {}; }
-eval::SplitEvalHooks split_eval_hooks() { return {}; }
+eval::SplitEvalHooks split_eval_hooks(const train::Config&) { return {}; }
 eval::PredictionHooks prediction_hooks() { return {}; }
 #endif
 

@@ -63,9 +63,9 @@ eval::RunSettings run_settings(const train::Config& run);
 // This process's rank in the job its launcher (torchrun, srun, msam train --nproc) started,
 // connected with the run's dist.timeout and its device's backend; null for a single process.
 std::shared_ptr<dist::ProcessGroup> join_process_group(const train::Config& run);
-// What evaluation needs of ITK: the original labels, writing masks, reading other tools'
-// masks. Empty without ITK.
-eval::SplitEvalHooks split_eval_hooks();
+// What evaluation needs of ITK: the original labels, writing masks, the scans of `run`'s
+// datasets (sessions), reading other tools' masks. Empty without ITK.
+eval::SplitEvalHooks split_eval_hooks(const train::Config& run);
 eval::PredictionHooks prediction_hooks();
 
 }  // namespace msam::cli

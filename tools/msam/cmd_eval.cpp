@@ -1,4 +1,4 @@
-// msam eval --config F (--checkpoint C | --predictions DIR) [--split test] [click options]
+// msam eval --config F (--checkpoint C [--sessions] | --predictions DIR) [--split test] [click options]
 #include <torch/torch.h>
 
 #include <cstdio>
@@ -17,8 +17,9 @@ struct Options {
   std::string config, checkpoint, predictions, split = "test", protocol = "random", out;
   std::vector<std::string> overrides;
   eval::EvalOptions clicks;
-  bool original_grid = true, save_masks = false;
+  bool original_grid = true, save_masks = false, sessions = false;
   int overlays = 3;
+  int max_windows = interaction::SessionOptions{}.max_windows;
 };
 
 // The cache entries of `split`; "all" is every prepared case of the configured data, with no
@@ -44,6 +45,9 @@ eval::SplitEvalOptions model_eval_options(const Options& o, const train::Config&
   options.save_masks = o.save_masks;
   options.overlays = o.overlays;
   options.model_name = o.checkpoint;
+  options.sessions = o.sessions;
+  options.session.spacing = config.data.spacing;
+  options.session.max_windows = o.max_windows;
   return options;
 }
 
@@ -83,15 +87,15 @@ int run(const Options& o) {
   const auto entries = split_entries(config, o.split, group.get());
   eval::SplitScores scores;
   if (o.predictions.empty())
-    scores = eval::evaluate_split(model, entries, options, split_eval_hooks());
+    scores = eval::evaluate_split(model, entries, options, split_eval_hooks(config));
   else if (main)  // scoring masks is quick: rank 0 does it while the others wait
     scores = score_masks(o, entries, out_dir);
   if (group && !o.predictions.empty()) group->barrier("waiting for rank 0 to score the masks");
   if (!main) return 0;
   std::printf("%s", eval::summary_text(scores).c_str());
-  std::printf("results in %s (per_case.csv, summary.csv%s%s)\n", out_dir.c_str(),
+  std::printf("results in %s (per_case.csv, summary.csv%s%s%s)\n", out_dir.c_str(),
               scores.columns.clicks > 0 ? ", dice_vs_clicks.svg" : "",
-              o.overlays > 0 ? ", overlays/" : "");
+              o.overlays > 0 ? ", overlays/" : "", o.sessions ? ", clicks/" : "");
   return 0;
 }
 
@@ -123,8 +127,18 @@ const Register reg(
                    "write each mask as NIfTI in its scan's original geometry")
           ->excludes(predictions);
       app.add_option("--overlays", o->overlays, "overlay PNGs for the first N cases");
-      app.add_flag("!--no-original", o->original_grid,
-                   "skip metrics on the original scan grid");
+      auto* no_original = app.add_flag("!--no-original", o->original_grid,
+                                       "skip metrics on the original scan grid");
+      auto* sessions = app.add_flag(
+          "--sessions", o->sessions,
+          "what a person gets: each scan through a session as msam segment runs it (the window "
+          "on the first click, the lesion followed, the mask on the scan's grid), scored there; "
+          "each case's clicks in clicks/<case>.csv");
+      sessions->excludes(predictions)->excludes(no_original)->excludes("--mirror");
+      app.add_option("--max-windows", o->max_windows,
+                     "with --sessions: ROI windows to follow a large lesion")
+          ->needs(sessions)
+          ->check(CLI::PositiveNumber);
       app.add_option("--set", o->overrides, "override a config key: a.b=value");
       return [o] { return run(*o); };
     });

@@ -32,7 +32,8 @@ struct CaseScores {
   std::string case_id;
   CaseStatus status = CaseStatus::kScored;
   std::string message;                  // the reason a case was not scored
-  std::vector<double> dice_per_click;   // crop Dice after clicks 1..N (the click loop only)
+  std::vector<double> dice_per_click;   // Dice after clicks 1..N (the click loop only): in the
+                                        // crop, on the scan's grid for sessions
   CaseMetrics crop;                     // in the preprocessed crop
   std::optional<CaseMetrics> original;  // on the original scan grid
   double seconds = 0;

@@ -43,6 +43,10 @@ struct CaseResult {
 // ITK-backed implementation lives in the CLI.
 using OriginalLabelReader = std::function<data::Volume(const data::CacheEntryInfo&)>;
 
+// The seed of a case's simulated clicks: from the evaluation's seed and the case id alone, so
+// that a case gets the same clicks whichever rank, order or path scores it.
+uint64_t case_seed(uint64_t seed, const std::string& case_id);
+
 // One case. Its clicks depend only on (options.seed, case id), not on evaluation order.
 CaseResult evaluate_case(model::MSAM& model, const data::CachedCase& c, const EvalOptions& options,
                          const torch::Device& device, const OriginalLabelReader& original = {});

@@ -45,6 +45,10 @@ struct CaseMetrics {
 CaseMetrics compute_case_metrics(const at::Tensor& pred, const at::Tensor& gt,
                                  const MetricOptions& options = {});
 
+// 2|P∩G| / (|P| + |G|) of two masks of one shape (nonzero = foreground), NaN when both are
+// empty: the Dice after each click, without the surface metrics.
+double dice_score(const at::Tensor& pred, const at::Tensor& gt);
+
 // The headline metrics of one case by name, in the order of metric_table().
 std::vector<std::pair<std::string, double>> metric_values(const CaseMetrics& m);
 

@@ -1,6 +1,7 @@
-// Evaluation of a model on a split: every cache entry through the click loop
-// (evaluate_case), written as a split report (split_report.h), with the masks and overlays
-// when asked. `msam eval` and `msam transfer` are this plus option parsing.
+// Evaluation of a model on a split: every cache entry through the click loop in its crop
+// (evaluate_case) or, with `sessions`, its scan through a session (evaluate_session_case),
+// written as a split report (split_report.h), with the masks and overlays when asked. `msam
+// eval` and `msam transfer` are this plus option parsing.
 #pragma once
 #include <torch/torch.h>
 
@@ -11,6 +12,7 @@
 #include "msam/data/synth.h"
 #include "msam/dist/process_group.h"
 #include "msam/eval/evaluator.h"
+#include "msam/eval/session_evaluation.h"
 #include "msam/eval/split_report.h"
 #include "msam/model/msam.h"
 
@@ -32,6 +34,10 @@ struct SplitEvalOptions {
   int overlays = 3;           // overlays/<case>.png for the first N cases
   torch::Device device{torch::kCPU};
   std::string model_name;     // summary.json's settings.checkpoint
+  // Each case's scan through a session, scored on its own grid only (the crop scope has no
+  // meaning there), and clicks/<case>.csv written: what a person gets.
+  bool sessions = false;
+  interaction::SessionOptions session;  // its spacing, max_windows (the rest is set per case)
   // Data parallelism: this rank evaluates every size()-th case from its rank on, the scores
   // are gathered, and rank 0 writes the report (null = one process does everything).
   std::shared_ptr<dist::ProcessGroup> group;
@@ -47,12 +53,13 @@ SplitEvalOptions split_eval_options(const RunSettings& run, const EvalOptions& c
 struct SplitEvalHooks {
   OriginalLabelReader original_label;  // the original scope; empty: the crop only
   data::VolumeWriter write_mask;       // needed for save_masks
+  ScanReader read_scan;                // needed for sessions (with original_label)
 };
 
 // Evaluates every entry with `model` (already on options.device) and writes the report
 // into options.out_dir. With options.group every rank returns every case's scores; the files
-// are the one-process run's (seconds aside). Throws msam::Error for an empty split or save_masks without a
-// mask writer.
+// are the one-process run's (seconds aside). Throws msam::Error for an empty split, save_masks
+// without a mask writer, or sessions without the scan and label readers.
 SplitScores evaluate_split(model::MSAM& model, const std::vector<std::string>& entries,
                            const SplitEvalOptions& options, const SplitEvalHooks& hooks);
 

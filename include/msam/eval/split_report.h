@@ -16,9 +16,11 @@
 namespace msam::eval {
 
 // per_case.csv's columns: case, dice_click1..N, the metrics of the crop scope, those of the
-// original scope (orig_*), then seconds, or status and message.
+// original scope (orig_*), then seconds, or status and message. Dice per click is the crop's,
+// or the original grid's where there is no crop scope (sessions).
 struct ReportColumns {
   int64_t clicks = 0;     // dice_click<k> columns and dice_vs_clicks.svg (0: neither)
+  bool crop = true;       // the crop's metrics and the "crop" scope of the summaries
   bool original = false;  // orig_* columns and the "original" scope of the summaries
   bool seconds = false;   // time per case (the click loop's)
   bool status = false;    // status and message (other tools' masks)
@@ -51,5 +53,10 @@ std::string case_file_name(const std::string& case_id);
 // `mask` (crop-sized) and the clicks (render_overlay in report.h).
 void write_case_overlay(const std::string& out_dir, const data::CachedCase& c,
                         const at::Tensor& mask, const std::vector<interaction::Click>& clicks);
+// The same for a scan on its own grid (sessions): the scan, its label and `mask` (both on the
+// scan's grid) reoriented to RAS+, the clicks (the scan's voxel indices) with them.
+void write_scan_overlay(const std::string& out_dir, const std::string& case_id,
+                        const data::Volume& scan, const data::Volume& label,
+                        const data::Volume& mask, const std::vector<interaction::Click>& clicks);
 
 }  // namespace msam::eval

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "msam/data/cache.h"
+#include "msam/data/dataset.h"
 #include "msam/data/split.h"
 #include "msam/dist/process_group.h"
 #include "msam/train/config.h"
@@ -16,6 +17,9 @@ namespace msam::train {
 // The preprocessing the run's `data` section asks for (spacing, patch size, minimum lesion
 // size, what to do about an image/label geometry mismatch).
 data::PreprocessSettings preprocess_settings(const Config& config);
+
+// The configured datasets as data::discover_cases takes them.
+std::vector<data::DatasetSpec> dataset_specs(const Config& config);
 
 // Every case of the configured datasets that has a cache entry, in case-id order.
 struct PreparedCases {
