@@ -120,16 +120,20 @@ SplitScores evaluate_split(model::MSAM& model, const std::vector<std::string>& e
   } else {
     for (auto& [i, scores] : mine) out.cases.push_back(std::move(scores));
   }
-  write_split_report(o.out_dir, out,
-                     {{"clicks", o.eval.clicks},
-                      {"protocol", interaction::name(o.eval.protocol)},
-                      {"multi_click", o.eval.multi_click},
-                      {"threshold_on_logits", o.eval.threshold},
-                      {"nsd_tolerance_mm", o.eval.nsd_tolerance_mm},
-                      {"seed", o.eval.seed},
-                      {"mirror", o.eval.mirror},
-                      {"sessions", o.sessions},
-                      {"checkpoint", o.model_name}});
+  nlohmann::json settings{{"clicks", o.eval.clicks},
+                          {"protocol", interaction::name(o.eval.protocol)},
+                          {"multi_click", o.eval.multi_click},
+                          {"threshold_on_logits", o.eval.threshold},
+                          {"nsd_tolerance_mm", o.eval.nsd_tolerance_mm},
+                          {"seed", o.eval.seed},
+                          {"mirror", o.eval.mirror},
+                          {"sessions", o.sessions},
+                          {"checkpoint", o.model_name}};
+  if (o.sessions) {
+    settings["max_windows"] = o.session.max_windows;
+    settings["spacing"] = o.session.spacing ? nlohmann::json(*o.session.spacing) : nlohmann::json();
+  }
+  write_split_report(o.out_dir, out, settings);
   return out;
 }
 

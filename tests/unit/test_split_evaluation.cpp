@@ -323,8 +323,10 @@ TEST(SessionEvaluation, ReplayedClicksGiveWhatWasScored) {
   EXPECT_EQ(summary.rows[0][1], "original");
   EXPECT_EQ(summary.rows[8][0], "dice_click3");
   EXPECT_EQ(summary.rows[8][1], "original");
-  EXPECT_EQ(nlohmann::json::parse(read_text(fs::path(out) / "summary.json"))["settings"]["sessions"],
-            true);
+  const auto settings = nlohmann::json::parse(read_text(fs::path(out) / "summary.json"))["settings"];
+  EXPECT_EQ(settings["sessions"], true);
+  EXPECT_EQ(settings["max_windows"], 8);
+  EXPECT_TRUE(settings["spacing"].is_null());  // each scan's own
   EXPECT_TRUE(fs::exists(fs::path(out) / "overlays" / "synth_case_a.png"));
   EXPECT_NE(eval::summary_text(scores).find("original"), std::string::npos);
   EXPECT_EQ(eval::summary_text(scores).find("crop"), std::string::npos);
