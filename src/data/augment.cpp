@@ -212,8 +212,7 @@ Augmentation sample_augmentation(const AugmentOptions& options, uint64_t seed, i
   }
   if (options.distractor > 0) {
     SampleStream s(0xA0761D6478BD642Full, seed, epoch, position);
-    if (s.unit() < options.distractor) a.distractor = s.bits();
-    a.distractor_gap = options.distractor_gap;
+    if (s.unit() < options.distractor) a.distractor = Augmentation::Distractor{s.bits(), options.distractor_gap};
   }
   return a;
 }
@@ -237,7 +236,7 @@ void apply_augmentation(const Augmentation& a, const std::array<double, 3>& spac
     image = sample(image);
     label = sample(label).ge(0.5).to(at::kByte);
   }
-  if (a.distractor) add_distractor(*a.distractor, a.distractor_gap, spacing, image, label);
+  if (a.distractor) add_distractor(a.distractor->seed, a.distractor->gap_mm, spacing, image, label);
   if (a.gamma != 1.0) {
     const auto lo = image.min(), hi = image.max();
     const auto range = (hi - lo).clamp_min(1e-12);

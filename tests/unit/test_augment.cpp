@@ -95,7 +95,10 @@ TEST(Augment, DrawsAreBoundedCoverTheirRangeAndKeepTheOtherKinds) {
   int distractors = 0;
   for (size_t p = 0; p < 400; ++p) {
     EXPECT_FALSE(sample_augmentation(base, 1, 7, p).distractor);
-    distractors += sample_augmentation(all, 1, 7, p).distractor ? 1 : 0;
+    const auto d = sample_augmentation(all, 1, 7, p).distractor;
+    if (!d) continue;
+    ++distractors;
+    EXPECT_EQ(d->gap_mm, all.distractor_gap);
   }
   EXPECT_GT(distractors, 70);
   EXPECT_LT(distractors, 130);
@@ -213,7 +216,7 @@ TEST(Augment, DistractorCopiesLesionTissueAwayFromTheLesion) {
   int placed = 0;
   for (uint64_t seed = 1; seed <= 8; ++seed) {
     Augmentation a;
-    a.distractor = seed;
+    a.distractor = Augmentation::Distractor{seed};
     auto image = original.clone();
     auto l = label.clone();
     apply_augmentation(a, spacing, image, l);
@@ -239,8 +242,7 @@ TEST(Augment, DistractorCopiesLesionTissueAwayFromTheLesion) {
   int near = 0;
   for (uint64_t seed = 1; seed <= 16; ++seed) {
     Augmentation a;
-    a.distractor = seed;
-    a.distractor_gap = 0;
+    a.distractor = Augmentation::Distractor{seed, 0};
     auto image = original.clone();
     auto l = label.clone();
     apply_augmentation(a, spacing, image, l);
@@ -255,7 +257,7 @@ TEST(Augment, DistractorCopiesLesionTissueAwayFromTheLesion) {
   const auto before = image.clone();
   auto l = everywhere.clone();
   Augmentation a;
-  a.distractor = 3;
+  a.distractor = Augmentation::Distractor{3};
   apply_augmentation(a, spacing, image, l);
   EXPECT_TRUE(image.equal(before));
 }

@@ -60,8 +60,13 @@ struct Augmentation {
   } elastic;
   double gamma = 1;
   double scale = 1, shift = 0;
-  std::optional<uint64_t> distractor;  // the seed of its placement's draws; none = no distractor
-  double distractor_gap = 4.5;         // mm between the lesion and the copy
+  // The seed of the distractor's placement draws and its distance from the lesion (mm); none =
+  // no distractor.
+  struct Distractor {
+    uint64_t seed = 0;
+    double gap_mm = 4.5;
+  };
+  std::optional<Distractor> distractor;
   bool spatial() const { return angles != std::array<double, 3>{0, 0, 0} || zoom != 1 || elastic.magnitude > 0; }
 };
 
