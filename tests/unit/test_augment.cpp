@@ -198,7 +198,10 @@ TEST(Augment, GammaKeepsTheRangeAndTheOrder) {
   apply_augmentation(a, {1, 1, 1}, image, label);
   EXPECT_NEAR(image.min().item<float>(), before.min().item<float>(), 1e-5);
   EXPECT_NEAR(image.max().item<float>(), before.max().item<float>(), 1e-5);
-  EXPECT_TRUE(at::equal(image.flatten().argsort(), before.flatten().argsort()));
+  // In the input's order the output never decreases (the curve may round neighbours to one
+  // value, so the argsorts themselves can differ where it makes ties).
+  const auto in_order = image.flatten().index_select(0, before.flatten().argsort());
+  EXPECT_TRUE(in_order.slice(0, 1).ge(in_order.slice(0, 0, -1)).all().item<bool>());
   EXPECT_LT(image.mean().item<float>(), before.mean().item<float>());  // γ > 1 darkens the middle
 }
 
