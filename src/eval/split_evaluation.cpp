@@ -39,6 +39,15 @@ void write_session_clicks(const std::string& out_dir, const SessionCaseResult& r
   csv.close();
 }
 
+// masks/<dataset>/<case>.nii.gz, in the scan's geometry: a folder msam eval --predictions
+// reads back.
+void write_case_mask(const SplitEvalOptions& o, const SplitEvalHooks& hooks,
+                     const std::string& case_id, const data::Volume& mask) {
+  const auto path = fs::path(o.out_dir) / "masks" / (case_id + ".nii.gz");
+  fs::create_directories(path.parent_path());
+  hooks.write_mask(path.string(), mask);
+}
+
 // One case through a session: scored, its mask saved and overlaid, its clicks written.
 CaseScores evaluate_session_entry(model::MSAM& model, const data::CacheEntryInfo& info, size_t i,
                                   const SplitEvalOptions& o, const SplitEvalHooks& hooks) {
@@ -46,11 +55,7 @@ CaseScores evaluate_session_entry(model::MSAM& model, const data::CacheEntryInfo
   auto session = o.session;
   session.device = o.device;
   auto r = evaluate_session_case(model, c, o.eval, session);
-  if (o.save_masks) {
-    const auto path = fs::path(o.out_dir) / "masks" / (info.case_id + ".nii.gz");
-    fs::create_directories(path.parent_path());
-    hooks.write_mask(path.string(), r.mask);
-  }
+  if (o.save_masks) write_case_mask(o, hooks, info.case_id, r.mask);
   if (static_cast<int>(i) < o.overlays)
     write_scan_overlay(o.out_dir, info.case_id, c.scan, c.label, r.mask, r.clicks);
   write_session_clicks(o.out_dir, r);
@@ -63,12 +68,8 @@ CaseScores evaluate_crop_entry(model::MSAM& model, const std::string& entry, siz
                                const OriginalLabelReader& original) {
   const auto c = data::read_cache_entry(entry);
   auto r = evaluate_case(model, c, o.eval, o.device, original);
-  if (o.save_masks) {
-    // masks/<dataset>/<case>.nii.gz: a folder msam eval --predictions reads back.
-    const auto path = fs::path(o.out_dir) / "masks" / (r.scores.case_id + ".nii.gz");
-    fs::create_directories(path.parent_path());
-    hooks.write_mask(path.string(), data::restore_to_original(r.mask, c.info.record));
-  }
+  if (o.save_masks)
+    write_case_mask(o, hooks, r.scores.case_id, data::restore_to_original(r.mask, c.info.record));
   if (static_cast<int>(i) < o.overlays) write_case_overlay(o.out_dir, c, r.mask, r.clicks);
   return std::move(r.scores);
 }

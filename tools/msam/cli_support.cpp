@@ -38,18 +38,21 @@ eval::OriginalLabelReader original_label_reader() {
 
 }  // namespace
 
-eval::SplitEvalHooks split_eval_hooks(const train::Config& run) {
-  // The scans as the run reads them: their files and channels from the configured datasets.
+eval::SplitEvalHooks split_eval_hooks() {
+  return {original_label_reader(), imageio::write_volume, {}};
+}
+
+eval::ScanReader scan_reader(const train::Config& run) {
+  // Their files and channels from the configured datasets.
   auto sources = std::make_shared<std::map<std::string, data::CaseSource>>();
   for (auto& c : data::discover_cases(train::dataset_specs(run))) (*sources)[c.id] = c;
-  eval::ScanReader read_scan = [sources](const data::CacheEntryInfo& info) {
+  return [sources](const data::CacheEntryInfo& info) {
     const auto it = sources->find(info.case_id);
     if (it == sources->end())
       throw Error(info.case_id + ": not among the configured datasets' cases (" +
                   info.image.path + ")");
     return imageio::read_image(it->second.image, it->second.channel);
   };
-  return {original_label_reader(), imageio::write_volume, std::move(read_scan)};
 }
 
 eval::PredictionHooks prediction_hooks() {
@@ -57,7 +60,8 @@ eval::PredictionHooks prediction_hooks() {
 }
 #else
 data::CaseReader case_reader() { return {}; }
-eval::SplitEvalHooks split_eval_hooks(const train::Config&) { return {}; }
+eval::SplitEvalHooks split_eval_hooks() { return {}; }
+eval::ScanReader scan_reader(const train::Config&) { return {}; }
 eval::PredictionHooks prediction_hooks() { return {}; }
 #endif
 
@@ -101,7 +105,11 @@ void add_session_options(CLI::App& app, SessionFlags& flags) {
                              "was trained, else the newest click only)");
   app.add_flag("--newest-click", flags.newest_click, "feed only the newest click each iteration")
       ->excludes(multi);
-  app.add_option("--max-windows", flags.max_windows, "ROI windows to follow a large lesion")
+  add_max_windows_option(app, flags.max_windows);
+}
+
+CLI::Option* add_max_windows_option(CLI::App& app, int& max_windows) {
+  return app.add_option("--max-windows", max_windows, "ROI windows to follow a large lesion")
       ->check(CLI::Range(1, 64));
 }
 

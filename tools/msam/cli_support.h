@@ -36,6 +36,8 @@ struct SessionFlags {
   int max_windows = interaction::SessionOptions{}.max_windows;
 };
 void add_session_options(CLI::App& app, SessionFlags& flags);
+// --max-windows alone (msam eval --sessions; add_session_options includes it).
+CLI::Option* add_max_windows_option(CLI::App& app, int& max_windows);
 
 // A session as the checkpoint was trained (the run configuration msam train records:
 // data.spacing, the datasets' modality, loop.threshold and loop.multi_click), unless the
@@ -63,9 +65,12 @@ eval::RunSettings run_settings(const train::Config& run);
 // This process's rank in the job its launcher (torchrun, srun, msam train --nproc) started,
 // connected with the run's dist.timeout and its device's backend; null for a single process.
 std::shared_ptr<dist::ProcessGroup> join_process_group(const train::Config& run);
-// What evaluation needs of ITK: the original labels, writing masks, the scans of `run`'s
-// datasets (sessions), reading other tools' masks. Empty without ITK.
-eval::SplitEvalHooks split_eval_hooks(const train::Config& run);
+// What evaluation needs of ITK: the original labels, writing masks, reading other tools'
+// masks. Empty without ITK.
+eval::SplitEvalHooks split_eval_hooks();
+// The scans of `run`'s datasets as the run reads them (msam eval --sessions); it lists the
+// datasets' cases when made. Empty without ITK.
+eval::ScanReader scan_reader(const train::Config& run);
 eval::PredictionHooks prediction_hooks();
 
 }  // namespace msam::cli

@@ -86,10 +86,13 @@ int run(const Options& o) {
   }
   const auto entries = split_entries(config, o.split, group.get());
   eval::SplitScores scores;
-  if (o.predictions.empty())
-    scores = eval::evaluate_split(model, entries, options, split_eval_hooks(config));
-  else if (main)  // scoring masks is quick: rank 0 does it while the others wait
+  if (o.predictions.empty()) {
+    auto hooks = split_eval_hooks();
+    if (o.sessions) hooks.read_scan = scan_reader(config);
+    scores = eval::evaluate_split(model, entries, options, hooks);
+  } else if (main) {  // scoring masks is quick: rank 0 does it while the others wait
     scores = score_masks(o, entries, out_dir);
+  }
   if (group && !o.predictions.empty()) group->barrier("waiting for rank 0 to score the masks");
   if (!main) return 0;
   std::printf("%s", eval::summary_text(scores).c_str());
@@ -135,10 +138,7 @@ const Register reg(
           "on the first click, the lesion followed, the mask on the scan's grid), scored there; "
           "each case's clicks in clicks/<case>.csv");
       sessions->excludes(predictions)->excludes(no_original)->excludes("--mirror");
-      app.add_option("--max-windows", o->max_windows,
-                     "with --sessions: ROI windows to follow a large lesion")
-          ->needs(sessions)
-          ->check(CLI::PositiveNumber);
+      add_max_windows_option(app, o->max_windows)->needs(sessions);
       app.add_option("--set", o->overrides, "override a config key: a.b=value");
       return [o] { return run(*o); };
     });

@@ -65,7 +65,7 @@ int run(Options o) {
   auto options = eval::split_eval_options(run_settings(target), o.clicks, o.protocol);
   options.original_grid = false;
   options.overlays = 0;
-  auto hooks = split_eval_hooks(target);
+  auto hooks = split_eval_hooks();
   auto evaluate = [&](const std::string& checkpoint, const std::string& tag) {
     options.out_dir = (fs::path(o.out) / tag).string();
     options.model_name = checkpoint;
