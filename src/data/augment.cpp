@@ -182,6 +182,18 @@ void add_distractor(uint64_t seed, double gap_mm, const std::array<double, 3>& s
 
 }  // namespace
 
+const std::vector<std::array<int, 3>>& bias_field_monomials() {
+  static const auto monomials = [] {
+    std::vector<std::array<int, 3>> m;
+    for (int i = 0; i <= 3; ++i)
+      for (int j = 0; i + j <= 3; ++j)
+        for (int k = 0; i + j + k <= 3; ++k)
+          if (i + j + k > 0) m.push_back({i, j, k});
+    return m;
+  }();
+  return monomials;
+}
+
 std::array<bool, 3> sample_flips(uint64_t seed, int64_t epoch, size_t position) {
   const auto bits = SampleStream(0xD1B54A32D192ED03ull, seed, epoch, position).bits();
   return {(bits & 1) != 0, (bits & 2) != 0, (bits & 4) != 0};
@@ -210,6 +222,11 @@ Augmentation sample_augmentation(const AugmentOptions& options, uint64_t seed, i
     a.scale = 1.0 + options.intensity_scale * s.uniform();
     a.shift = options.intensity_shift * s.uniform();
   }
+  if (options.bias_field > 0) {
+    SampleStream s(0xE7037ED1A0B428DBull, seed, epoch, position);
+    for (size_t m = 0; m < bias_field_monomials().size(); ++m)
+      a.bias_field.push_back(options.bias_field * s.uniform());
+  }
   if (options.distractor > 0) {
     SampleStream s(0xA0761D6478BD642Full, seed, epoch, position);
     if (s.unit() < options.distractor) a.distractor = Augmentation::Distractor{s.bits(), options.distractor_gap};
@@ -237,6 +254,24 @@ void apply_augmentation(const Augmentation& a, const std::array<double, 3>& spac
     label = sample(label).ge(0.5).to(at::kByte);
   }
   if (a.distractor) add_distractor(a.distractor->seed, a.distractor->gap_mm, spacing, image, label);
+  if (!a.bias_field.empty()) {
+    // The patch's coordinates in [−1, 1] along each axis, broadcast against each other.
+    std::array<at::Tensor, 3> axis;
+    for (int64_t d = 0; d < 3; ++d) {
+      const int64_t n = image.size(d);
+      std::vector<int64_t> shape{1, 1, 1};
+      shape[d] = n;
+      axis[d] = (n > 1 ? at::linspace(-1.0, 1.0, n, image.options()) : at::zeros({1}, image.options()))
+                    .view(shape);
+    }
+    auto exponent = at::zeros_like(image);
+    const auto& monomials = bias_field_monomials();
+    for (size_t m = 0; m < monomials.size(); ++m)
+      exponent = exponent + a.bias_field[m] * axis[0].pow(monomials[m][0]) *
+                                axis[1].pow(monomials[m][1]) * axis[2].pow(monomials[m][2]);
+    const auto lo = image.min();
+    image = (image - lo) * exponent.exp() + lo;
+  }
   if (a.gamma != 1.0) {
     const auto lo = image.min(), hi = image.max();
     const auto range = (hi - lo).clamp_min(1e-12);

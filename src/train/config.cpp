@@ -186,6 +186,8 @@ void validate(const Config& c, const std::string& source) {
                 "must be in [0, 1) (a factor 1 ± it), got " + number(aug.intensity_scale));
   check.require(std::isfinite(aug.intensity_shift) && aug.intensity_shift >= 0,
                 "data.intensity_shift", "must be >= 0, got " + number(aug.intensity_shift));
+  check.require(std::isfinite(aug.bias_field) && aug.bias_field >= 0, "data.bias_field",
+                "must be >= 0 (coefficients uniform in ± it), got " + number(aug.bias_field));
   probability(aug.distractor, "data.distractor");
   non_negative_mm(aug.distractor_gap, "data.distractor_gap");
   non_negative(c.data.workers, "data.workers");
@@ -534,6 +536,7 @@ void visit(V& v, Config& c) {
     s("gamma", d.augment.gamma);
     s("intensity_scale", d.augment.intensity_scale);
     s("intensity_shift", d.augment.intensity_shift);
+    s("bias_field", d.augment.bias_field);
     s("distractor", d.augment.distractor);
     s("distractor_gap", d.augment.distractor_gap);
     s("workers", d.workers);

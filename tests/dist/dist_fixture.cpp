@@ -56,6 +56,7 @@ train::Config dist_run_config(const std::string& data_dir, const std::string& ou
   auto& aug = c.data.augment;  // every augmentation on, so the ranks must agree on them
   aug.intensity_scale = 0.1;
   aug.intensity_shift = 0.1;
+  aug.bias_field = 0.1;
   aug.rotation_degrees = 15;
   aug.zoom = 0.1;
   aug.gamma = 0.3;

@@ -205,6 +205,61 @@ TEST(Augment, GammaKeepsTheRangeAndTheOrder) {
   EXPECT_LT(image.mean().item<float>(), before.mean().item<float>());  // γ > 1 darkens the middle
 }
 
+TEST(Augment, BiasFieldIsSmoothMultipliesAboveTheBackgroundAndIsDrawnInItsRange) {
+  // 19 monomials of degree 1–3, none repeated.
+  const auto& monomials = bias_field_monomials();
+  ASSERT_EQ(monomials.size(), 19u);
+  for (size_t m = 0; m < monomials.size(); ++m) {
+    const int degree = monomials[m][0] + monomials[m][1] + monomials[m][2];
+    EXPECT_GE(degree, 1);
+    EXPECT_LE(degree, 3);
+    for (size_t n = 0; n < m; ++n) EXPECT_NE(monomials[m], monomials[n]);
+  }
+  // Drawn: 19 coefficients in ± bias_field, covering the range; none when off; its own draw.
+  AugmentOptions o;
+  o.bias_field = 0.3;
+  o.intensity_scale = 0.1;
+  double lo = 1, hi = -1;
+  for (size_t p = 0; p < 50; ++p) {
+    const auto a = sample_augmentation(o, 5, 2, p);
+    ASSERT_EQ(a.bias_field.size(), 19u);
+    for (double c : a.bias_field) {
+      EXPECT_LE(std::abs(c), 0.3);
+      lo = std::min(lo, c);
+      hi = std::max(hi, c);
+    }
+    AugmentOptions off = o;
+    off.bias_field = 0;
+    const auto b = sample_augmentation(off, 5, 2, p);
+    EXPECT_TRUE(b.bias_field.empty());
+    EXPECT_EQ(a.scale, b.scale);
+  }
+  EXPECT_LT(lo, -0.28);
+  EXPECT_GT(hi, 0.28);
+  // Applied: a background of −2 stays; above it the image is multiplied by exp(p) at each
+  // voxel's coordinates in [−1, 1]; here p = 0.5 u − 0.25 v w² (monomials (1,0,0), (0,1,2)).
+  Augmentation a;
+  a.bias_field.assign(19, 0.0);
+  for (size_t m = 0; m < monomials.size(); ++m) {
+    if (monomials[m] == std::array<int, 3>{1, 0, 0}) a.bias_field[m] = 0.5;
+    if (monomials[m] == std::array<int, 3>{0, 1, 2}) a.bias_field[m] = -0.25;
+  }
+  auto image = at::full({5, 9, 3}, 1.0f);
+  image.select(0, 0).fill_(-2.0f);  // the x = −1 face: background
+  auto label = at::zeros({5, 9, 3}, at::kByte);
+  const auto before = image.clone();
+  apply_augmentation(a, {1, 1, 1}, image, label);
+  EXPECT_TRUE(image.select(0, 0).eq(-2.0f).all().item<bool>());
+  for (int64_t x = 1; x < 5; ++x)
+    for (int64_t y = 0; y < 9; ++y)
+      for (int64_t z = 0; z < 3; ++z) {
+        const double u = -1 + 2.0 * x / 4, v = -1 + 2.0 * y / 8, w = -1 + 2.0 * z / 2;
+        const double expected = -2 + 3 * std::exp(0.5 * u - 0.25 * v * w * w);
+        EXPECT_NEAR(image[x][y][z].item<float>(), expected, 1e-5) << x << " " << y << " " << z;
+      }
+  EXPECT_TRUE(label.eq(0).all().item<bool>());
+}
+
 TEST(Augment, DistractorCopiesLesionTissueAwayFromTheLesion) {
   // A 48³ patch at 1.5 mm: a body (0) inside two voxels of outside (−3), a 12 mm lesion at
   // the centre whose values (2 + a ramp) tell where a copy came from.

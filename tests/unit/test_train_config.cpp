@@ -161,6 +161,7 @@ TEST(TrainConfig, ImpossibleValuesNameTheKey) {
   EXPECT_TRUE(contains(load_error(base, {"data.zoom=1"}), "data.zoom: must be in [0, 1)"));
   EXPECT_TRUE(contains(load_error(base, {"data.gamma=-0.5"}), "data.gamma: must be >= 0"));
   EXPECT_TRUE(contains(load_error(base, {"data.elastic=-1"}), "data.elastic: must be >= 0 mm"));
+  EXPECT_TRUE(contains(load_error(base, {"data.bias_field=-0.1"}), "data.bias_field: must be >= 0"));
   EXPECT_TRUE(contains(load_error(base, {"data.elastic_spacing=0"}), "data.elastic_spacing: must be > 0 mm"));
   EXPECT_TRUE(contains(load_error(base, {"data.distractor=1.5"}), "data.distractor: must be a probability in [0, 1]"));
   EXPECT_TRUE(contains(load_error(base, {"data.distractor_gap=-1"}), "data.distractor_gap: must be >= 0 mm"));

@@ -63,7 +63,7 @@ struct DataConfig {
   bool copy_image_geometry = false;
   int64_t roi = 128;
   // Training augmentation, its keys directly under `data:` (random_flip, rotation, zoom,
-  // elastic, elastic_spacing, gamma, intensity_scale, intensity_shift, distractor,
+  // elastic, elastic_spacing, gamma, intensity_scale, intensity_shift, bias_field, distractor,
   // distractor_gap; data::AugmentOptions says what each does): flips on, as in the
   // reference's trainer, the rest off.
   data::AugmentOptions augment{/*random_flips=*/true};
