@@ -18,18 +18,30 @@ trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 CKPT=$SHARED/fixtures/checkpoints/msam_format.pth
 ABDOMEN=$SHARED/data/abdomen_ct_organs/image.nii.gz
+# One NIfTI-1 reader for the checks below: nifti.read(path, datatype) gives the header's bytes
+# (the geometry) and the voxels of a uint8 (2) or float32 (16) file.
+cat > "$W/nifti.py" <<'PY'
+import gzip, struct
+FORMATS = {2: 'B', 16: 'f'}
+def read(path, datatype):
+    data = gzip.open(path).read()
+    assert struct.unpack('<h', data[70:72])[0] == datatype, f'{path}: datatype, expected {datatype}'
+    dim = struct.unpack('<8h', data[40:56])
+    offset, n = int(struct.unpack('<f', data[108:112])[0]), dim[1] * dim[2] * dim[3]
+    fmt = FORMATS[datatype]
+    return data[:offset], struct.unpack(f'<{n}{fmt}', data[offset:offset + n * struct.calcsize(fmt)])
+PY
 # expect_mask <file> <header digest> <voxels> <what>: a uint8 0/1 NIfTI whose header (the
 # geometry) is the recorded one and whose foreground is the recorded count to within 1 %.
 expect_mask() {
-  python3 - "$@" <<'PY' || fail "$4"
-import gzip, hashlib, struct, sys
+  PYTHONPATH="$W" python3 - "$@" <<'PY' || fail "$4"
+import hashlib, sys, nifti
 path, digest, voxels = sys.argv[1], sys.argv[2], int(sys.argv[3])
-data = gzip.open(path).read()
-offset = int(struct.unpack('<f', data[108:112])[0])
-got = hashlib.sha256(data[:offset]).hexdigest()[:16]
+header, mask = nifti.read(path, 2)
+got = hashlib.sha256(header).hexdigest()[:16]
 assert got == digest, f'header digest {got}, expected {digest}'
-assert struct.unpack('<h', data[70:72])[0] == 2 and set(data[offset:]) <= {0, 1}, 'not a uint8 0/1 mask'
-count = sum(data[offset:])
+assert set(mask) <= {0, 1}, 'not a 0/1 mask'
+count = sum(mask)
 assert abs(count - voxels) <= 0.01 * voxels, f'{count} voxels, expected {voxels}'
 PY
 }
@@ -42,16 +54,10 @@ PY
 expect_mask "$W/abdomen.nii.gz" ef88d28ad124d711 9193 "abdomen mask"
 # The probabilities: the mask is exactly the voxels above sigmoid(0.5), the reference's logit
 # threshold, but for those within rounding of it.
-python3 - "$W/abdomen_prob.nii.gz" "$W/abdomen.nii.gz" <<'PY' || fail "abdomen probabilities"
-import gzip, hashlib, math, struct, sys
-def nifti(path, dtype, fmt):
-    data = gzip.open(path).read()
-    dim = struct.unpack('<8h', data[40:56])
-    assert struct.unpack('<h', data[70:72])[0] == dtype, f'{path}: datatype'
-    offset, n = int(struct.unpack('<f', data[108:112])[0]), dim[1] * dim[2] * dim[3]
-    return data[:offset], struct.unpack(f'<{n}{fmt}', data[offset:offset + n * struct.calcsize(fmt)])
-header, prob = nifti(sys.argv[1], 16, 'f')
-_, mask = nifti(sys.argv[2], 2, 'B')
+PYTHONPATH="$W" python3 - "$W/abdomen_prob.nii.gz" "$W/abdomen.nii.gz" <<'PY' || fail "abdomen probabilities"
+import hashlib, math, sys, nifti
+header, prob = nifti.read(sys.argv[1], 16)
+_, mask = nifti.read(sys.argv[2], 2)
 assert hashlib.sha256(header).hexdigest()[:16] == '1e63c1c29744c09b', 'header'
 assert len(prob) == 369660 and len(mask) == len(prob), len(prob)
 assert abs(sum(prob) - 120478.33) <= 12, sum(prob)

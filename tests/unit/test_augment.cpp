@@ -247,7 +247,6 @@ TEST(Augment, BiasFieldIsSmoothMultipliesAboveTheBackgroundAndIsDrawnInItsRange)
   auto image = at::full({5, 9, 3}, 1.0f);
   image.select(0, 0).fill_(-2.0f);  // the x = −1 face: background
   auto label = at::zeros({5, 9, 3}, at::kByte);
-  const auto before = image.clone();
   apply_augmentation(a, {1, 1, 1}, image, label);
   EXPECT_TRUE(image.select(0, 0).eq(-2.0f).all().item<bool>());
   for (int64_t x = 1; x < 5; ++x)
