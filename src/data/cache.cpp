@@ -20,7 +20,7 @@ namespace msam::data {
 namespace {
 
 // Bump when a code change alters what preprocess_case produces, so old caches are rebuilt.
-constexpr const char* kPipelineVersion = "msam-prepare-2";  // 2: MR z-scored over voxels ≠ 0
+constexpr const char* kPipelineVersion = "msam-prepare-3";  // 2: MR z-scored over voxels ≠ 0; 3: less its background value
 constexpr const char* kMetadataKey = "msam.case";
 
 json geometry_json(const Geometry& g) {

@@ -239,6 +239,20 @@ ZScoreVoxels zscore_voxels(Modality modality) {
   return modality == Modality::CT ? ZScoreVoxels::kPositive : ZScoreVoxels::kNonzero;
 }
 
+double background_value(const at::Tensor& scan, Modality modality) {
+  if (modality == Modality::CT || scan.dim() != 3) return 0.0;
+  std::vector<at::Tensor> faces;
+  for (int64_t d = 0; d < 3; ++d) {
+    faces.push_back(scan.select(d, 0).flatten());
+    faces.push_back(scan.select(d, scan.size(d) - 1).flatten());
+  }
+  const auto border = at::cat(faces).to(at::kDouble);
+  const auto [values, inverse, counts] = at::_unique2(border, /*sorted=*/true, /*return_inverse=*/false,
+                                                      /*return_counts=*/true);
+  const auto most = counts.argmax().item<int64_t>();
+  return 2 * counts[most].item<int64_t>() > border.numel() ? values[most].item<double>() : 0.0;
+}
+
 at::Tensor zscore(const at::Tensor& image, ZScoreVoxels over, const std::string& source) {
   const auto x = image.to(at::kFloat);
   const bool positive = over == ZScoreVoxels::kPositive;
@@ -294,8 +308,10 @@ PreparedCase preprocess_case(const Volume& image, const Volume& label, const Cas
   // The label is reoriented as its own geometry says (equal to the image's within the
   // tolerance, or a copy of it).
   const auto label_orientation = ras_orientation(shape, label_geometry, label.source);
+  const double background = background_value(image.data, source.modality);
   const RegionReader ras_image = [&](const Index3& start, const Index3& size) {
-    return ras_region(image.data, rec.orientation, start, size).to(at::kFloat);
+    const auto region = ras_region(image.data, rec.orientation, start, size).to(at::kFloat);
+    return background == 0.0 ? region : region - background;
   };
 
   at::Tensor image_patch;

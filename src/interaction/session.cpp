@@ -83,20 +83,24 @@ Session::Session(model::MSAM model, data::Volume scan, SessionOptions options)
                                        std::to_string(scan_.data.dim()) + " dimensions");
   if (options_.max_windows < 1) throw Error("max_windows must be >= 1");
   data::require_finite(scan_);
-  ras_ = data::reorient_to_ras(scan_);
-  grid_ = ras_.volume;
-  if (options_.spacing) grid_ = data::resample(grid_, *options_.spacing, data::Interp::Linear);
-  image_ = grid_.data.to(torch::kFloat);
   bool ct = options_.modality == ScanModality::kCT;
   if (options_.modality == ScanModality::kAuto) {
     // The 1st percentile of a strided sample: air in a CT is about -1000 HU.
-    auto sample = image_.flatten().slice(0, 0, image_.numel(),
-                                         std::max<int64_t>(1, image_.numel() / 100000));
+    const auto all = scan_.data.flatten().to(torch::kFloat);
+    auto sample = all.slice(0, 0, all.numel(), std::max<int64_t>(1, all.numel() / 100000));
     ct = std::get<0>(sample.kthvalue(std::max<int64_t>(1, sample.numel() / 100)))
              .item<double>() < -500;
   }
+  const auto modality = ct ? data::Modality::CT : data::Modality::MR;
+  ras_ = data::reorient_to_ras(scan_);
+  grid_ = ras_.volume;
+  // Before resampling, as in data::preprocess_case: its zeros beyond the scan are background.
+  const double background = data::background_value(scan_.data, modality);
+  if (background != 0.0) grid_.data = grid_.data.to(torch::kFloat) - background;
+  if (options_.spacing) grid_ = data::resample(grid_, *options_.spacing, data::Interp::Linear);
+  image_ = grid_.data.to(torch::kFloat);
   if (ct) image_ = image_.clamp(-1000, 1000);
-  zscore_over_ = data::zscore_voxels(ct ? data::Modality::CT : data::Modality::MR);
+  zscore_over_ = data::zscore_voxels(modality);
   logits_ = torch::full(image_.sizes(), kOutside, torch::kFloat);
   mask_ = to_scan_grid((logits_ > options_.threshold).to(torch::kUInt8), data::Interp::Nearest);
 }

@@ -83,7 +83,10 @@ RoiRecord reduction_placement(const at::Tensor& mask, const Index3& patch_size) 
 PreparedCase whole_volume_preprocess(const Volume& image, const Volume& label, const CaseSource& source,
                                      const PreprocessSettings& settings) {
   const auto mask = binarise_label(label, source.targets);
-  const auto ras_image = reorient_to_ras(Volume{image.data.to(at::kFloat), image.geometry, image.source});
+  const double background = background_value(image.data, source.modality);
+  const auto ras_image = reorient_to_ras(
+      Volume{background == 0.0 ? image.data.to(at::kFloat) : image.data.to(at::kFloat) - background,
+             image.geometry, image.source});
   const auto ras_label = reorient_to_ras(Volume{mask, label.geometry, label.source});
   PreparedCase out;
   auto& rec = out.record;
@@ -409,7 +412,12 @@ TEST(Preprocess, PatchFirstEqualsTheWholeVolumePipelineBitForBit) {
     g.spacing = {0.8, 1.2, 2.5};
     g.origin = {-40, 12, 300};
     const int64_t nx = 70, ny = 60, nz = 30;
-    const auto zyx = (at::randn({nz, ny, nx}) * 900).round();
+    auto zyx = (at::randn({nz, ny, nx}) * 900).round();
+    // A constant frame, as around a registered scan: the MR pipeline subtracts it first.
+    for (int64_t d = 0; d < 3; ++d) {
+      zyx.select(d, 0).fill_(-7);
+      zyx.select(d, zyx.size(d) - 1).fill_(-7);
+    }
     auto labels = at::zeros({nz, ny, nx}, at::kShort);
     labels.slice(2, 0, 6).slice(1, 50, 60).slice(0, 2, 9).fill_(2);
     labels.slice(2, 3, 9).slice(1, 47, 52).slice(0, 5, 12).fill_(3);
@@ -533,6 +541,49 @@ TEST(Preprocess, MrScanZScoredBeforehandPreparesToTheRawBrain) {
   const auto ct_rule = zscore(zscored.data, ZScoreVoxels::kPositive, "img");
   const auto mr_rule = zscore(zscored.data, ZScoreVoxels::kNonzero, "img");
   EXPECT_GT((ct_rule - mr_rule).masked_select(brain).abs().max().item<float>(), 0.5f);
+}
+
+TEST(Preprocess, BackgroundValueIsTheBordersMajority) {
+  auto skull_stripped = at::zeros({12, 10, 8});
+  skull_stripped.slice(0, 2, 10).slice(1, 2, 8).slice(2, 2, 6).uniform_(50, 300);
+  EXPECT_EQ(background_value(skull_stripped, Modality::MR), 0.0);
+  EXPECT_EQ(background_value(skull_stripped - 0.4375, Modality::MR), -0.4375);
+  EXPECT_EQ(background_value(skull_stripped + 100, Modality::Other), 100.0);
+  // Integer scans and x-fastest views read as they are.
+  EXPECT_EQ(background_value((skull_stripped + 3).to(at::kShort).permute({2, 1, 0}), Modality::MR), 3.0);
+  // CT keeps its Hounsfield units, even with a constant fill outside its field of view.
+  EXPECT_EQ(background_value(skull_stripped - 1024, Modality::CT), 0.0);
+  // No value on more than half of the faces (an unstripped scan's noise): nothing subtracted.
+  EXPECT_EQ(background_value(at::rand({12, 10, 8}) + 5, Modality::MR), 0.0);
+  auto half = skull_stripped + 9;
+  half.slice(0, 0, 6).uniform_(1, 2);
+  EXPECT_EQ(background_value(half, Modality::MR), 0.0);
+}
+
+// The same skull-stripped MR scan shared z-scored over its whole volume (background −mean/sd)
+// or shifted by a constant (background ≠ 0) prepares to the raw scan's patch: without the
+// background subtracted, its voxels would count in the z-score as brain.
+TEST(Preprocess, MrScanWithANonzeroBackgroundPreparesAsTheRawScan) {
+  auto vols = box_case({20, 20, 20}, {7, 7, 7}, {13, 13, 13});
+  auto &image = vols.first, &label = vols.second;
+  auto brain = at::zeros(image.data.sizes(), at::kBool);
+  brain.slice(0, 3, 17).slice(1, 2, 18).slice(2, 4, 16).fill_(true);
+  image.data.masked_fill_(brain.logical_not(), 0.0f);
+  const CaseSource src{"d/c", "img", "lbl", {}, Modality::MR};
+  auto settings = small_settings();
+  settings.patch_size = {24, 24, 24};  // padded beyond the scan: the padding is background too
+  for (const auto& spacing : {std::optional<Point3>{}, std::optional<Point3>{Point3{1.3, 1.3, 1.3}}}) {
+    settings.target_spacing = spacing;
+    const auto raw = preprocess_case(image, label, src, settings);
+    for (const auto& shared : {(image.data - image.data.mean()) / image.data.std(), image.data + 250}) {
+      Volume copy = image;
+      copy.data = shared;
+      ASSERT_NE(background_value(copy.data, Modality::MR), 0.0);
+      const auto pre = preprocess_case(copy, label, src, settings);
+      EXPECT_TRUE(at::allclose(pre.image, raw.image, 1e-4, 1e-4))
+          << (pre.image - raw.image).abs().max().item<float>();
+    }
+  }
 }
 
 TEST(Preprocess, LabelValuesAndTargets) {

@@ -162,3 +162,31 @@ TEST(Session, PreparedClicksGiveTheSameMask) {
   EXPECT_TRUE(torch::equal(mask_of(prepared), mask_of(plain)));
   EXPECT_TRUE(torch::equal(prepared.probabilities().data, plain.probabilities().data));
 }
+
+// A skull-stripped MR scan shared with a nonzero background (z-scored over its whole volume,
+// or shifted) gives the probabilities of the scan as it was, resampled or not: the session
+// subtracts the background as data::preprocess_case does, before resampling.
+TEST(Session, MrScanWithANonzeroBackgroundSegmentsAsTheRawScan) {
+  auto raw = scan();
+  raw.data = (raw.data + 100).clamp_min(1);
+  const auto x = torch::arange(90).view({-1, 1, 1}), y = torch::arange(70).view({1, -1, 1}),
+             z = torch::arange(40).view({1, 1, -1});
+  const auto brain = ((x - 45).pow(2) / 35.0 / 35 + (y - 35).pow(2) / 28.0 / 28 + (z - 20).pow(2) / 15.0 / 15) < 1;
+  raw.data.masked_fill_(brain.logical_not(), 0);
+  const std::vector<UserClick> clicks{{{40, 30, 20}, interaction::kForeground, Space::kVoxel},
+                                      {{47, 30, 20}, interaction::kBackground, Space::kVoxel}};
+  for (const auto& spacing : {std::optional<data::Point3>{}, std::optional<data::Point3>{data::Point3{1.5, 1.5, 1.5}}}) {
+    interaction::SessionOptions o;
+    o.spacing = spacing;
+    interaction::Session reference(test::tiny_model(11), raw, o);
+    reference.add_clicks(clicks);
+    for (const auto& shared : {(raw.data - raw.data.mean()) / raw.data.std(), raw.data - 30}) {
+      auto copy = raw;
+      copy.data = shared;
+      interaction::Session s(test::tiny_model(11), copy, o);
+      s.add_clicks(clicks);
+      const auto diff = (s.probabilities().data - reference.probabilities().data).abs().max().item<float>();
+      EXPECT_LT(diff, 1e-4f);
+    }
+  }
+}

@@ -100,6 +100,15 @@ RoiRecord crop_or_pad_placement(const at::Tensor& mask, const Index3& patch_size
 enum class ZScoreVoxels { kPositive, kNonzero };
 ZScoreVoxels zscore_voxels(Modality modality);
 
+// The intensity of a scan's background, subtracted from MR and other modalities before any
+// other step so that their background is 0, as the z-score over voxels ≠ 0 and the zero padding
+// of crops and resampling take it to be: the value that more than half of the voxels on the
+// scan's six faces share (0 in BraTS's skull-stripped files, −mean/sd in a scan z-scored over
+// its whole volume before it was shared, a constant fill around a registered scan), or 0 when
+// no value does (an unstripped scan's noisy background). 0 for CT, whose Hounsfield units the
+// reference's rule z-scores as they are.
+double background_value(const at::Tensor& scan, Modality modality);
+
 // Mean and unbiased std of the `over` voxels, applied to every voxel. Throws msam::Error
 // (naming `source`) when fewer than two voxels count or their std is 0 (torchio would produce
 // NaNs or raise).

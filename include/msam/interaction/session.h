@@ -138,7 +138,7 @@ class Session {
   data::Volume scan_;
   SessionOptions options_;
   data::Reoriented ras_;
-  data::Volume grid_;   // RAS+, resampled: the grid the model sees (unclamped intensities)
+  data::Volume grid_;   // RAS+, resampled: the grid the model sees (unclamped; MR less its background value)
   torch::Tensor image_; // float, clamped for CT
   data::ZScoreVoxels zscore_over_ = data::ZScoreVoxels::kNonzero;  // kPositive for CT
   std::vector<UserClick> clicks_;
