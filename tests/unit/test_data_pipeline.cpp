@@ -52,6 +52,19 @@ std::pair<Volume, Volume> box_case(at::IntArrayRef shape, Index3 lo, Index3 hi, 
   return {Volume{image, g, "img.nii.gz"}, Volume{label, g, "lbl.nii.gz"}};
 }
 
+// A skull-stripped MR scan: box_case's image a block of positive values (the brain), 0 around it.
+struct SkullStripped {
+  Volume image, label;
+  at::Tensor brain;
+};
+SkullStripped skull_stripped_case() {
+  auto vols = box_case({20, 20, 20}, {7, 7, 7}, {13, 13, 13});
+  auto brain = at::zeros(vols.first.data.sizes(), at::kBool);
+  brain.slice(0, 3, 17).slice(1, 2, 18).slice(2, 4, 16).fill_(true);
+  vols.first.data.masked_fill_(brain.logical_not(), 0.0f);
+  return {vols.first, vols.second, brain};
+}
+
 PreprocessSettings small_settings() {
   PreprocessSettings s;
   s.patch_size = {16, 16, 16};
@@ -519,12 +532,7 @@ TEST(Preprocess, ZScoreOverPositiveOrNonzeroVoxels) {
 // over the voxels ≠ 0 is blind to an affine change of the brain's intensities. Over the
 // voxels > 0 (the CT rule) it would keep only the brighter half of the brain.
 TEST(Preprocess, MrScanZScoredBeforehandPreparesToTheRawBrain) {
-  auto vols = box_case({20, 20, 20}, {7, 7, 7}, {13, 13, 13});
-  auto &image = vols.first, &label = vols.second;
-  // A skull-stripped scan: the brain a block of positive values, 0 around it.
-  auto brain = at::zeros(image.data.sizes(), at::kBool);
-  brain.slice(0, 3, 17).slice(1, 2, 18).slice(2, 4, 16).fill_(true);
-  image.data.masked_fill_(brain.logical_not(), 0.0f);
+  auto [image, label, brain] = skull_stripped_case();
   const auto values = image.data.masked_select(brain);
   Volume zscored = image;
   zscored.data = at::where(brain, (image.data - values.mean()) / values.std(), at::zeros({}));
@@ -564,11 +572,7 @@ TEST(Preprocess, BackgroundValueIsTheBordersMajority) {
 // or shifted by a constant (background ≠ 0) prepares to the raw scan's patch: without the
 // background subtracted, its voxels would count in the z-score as brain.
 TEST(Preprocess, MrScanWithANonzeroBackgroundPreparesAsTheRawScan) {
-  auto vols = box_case({20, 20, 20}, {7, 7, 7}, {13, 13, 13});
-  auto &image = vols.first, &label = vols.second;
-  auto brain = at::zeros(image.data.sizes(), at::kBool);
-  brain.slice(0, 3, 17).slice(1, 2, 18).slice(2, 4, 16).fill_(true);
-  image.data.masked_fill_(brain.logical_not(), 0.0f);
+  const auto [image, label, brain] = skull_stripped_case();
   const CaseSource src{"d/c", "img", "lbl", {}, Modality::MR};
   auto settings = small_settings();
   settings.patch_size = {24, 24, 24};  // padded beyond the scan: the padding is background too
