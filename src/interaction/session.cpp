@@ -86,8 +86,8 @@ Session::Session(model::MSAM model, data::Volume scan, SessionOptions options)
   bool ct = options_.modality == ScanModality::kCT;
   if (options_.modality == ScanModality::kAuto) {
     // The 1st percentile of a strided sample: air in a CT is about -1000 HU.
-    const auto all = scan_.data.flatten().to(torch::kFloat);
-    auto sample = all.slice(0, 0, all.numel(), std::max<int64_t>(1, all.numel() / 100000));
+    const auto all = scan_.data.flatten();
+    auto sample = all.slice(0, 0, all.numel(), std::max<int64_t>(1, all.numel() / 100000)).to(torch::kFloat);
     ct = std::get<0>(sample.kthvalue(std::max<int64_t>(1, sample.numel() / 100)))
              .item<double>() < -500;
   }
