@@ -7,10 +7,24 @@
 #  - the parity fixtures that fit the device tool's 64 MiB transfer limit (the adapter's,
 #    decoder's and click loop's files do not; tests/unit/test_device_consistency.cpp covers
 #    those modules on the GPU against the CPU, which the full parity suite pins here).
-# Usage: tools/gpu_stage.sh   (then run tools/gpu_check.sh on the GPU machine, carrying .devdeps)
+# With --real, for tools/gpu_real.sh instead: in place of the parity fixtures, the ten BraTS
+# FLAIR cases prepared here (the GPU build has no ITK to read scans) for
+# configs/brats_flair_vitb.yaml, as .devdeps/brats/cache.tar.gz (~30 MiB: the 6 MiB entries
+# raw would not fit), and the dataset's file names as empty stand-ins: a build without ITK
+# lists the cases by name and trains from their cache entries, never reading the scans.
+# Needs build/msam (with ITK) and the scans (MSAM_BRATS_DIR, default
+# ../shared/data/brats2018_flair).
+# Usage: tools/gpu_stage.sh [--real]   (then run tools/gpu_check.sh, or tools/gpu_real.sh, on
+# the GPU machine, carrying .devdeps)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHARED=${MSAM_SHARED_DIR:-../shared}
+REAL=0
+case "${1:-}" in
+  --real) REAL=1 ;;
+  "") ;;
+  *) echo "usage: tools/gpu_stage.sh [--real]" >&2; exit 2 ;;
+esac
 rm -rf .devdeps
 mkdir -p .devdeps/shared/fixtures/parity
 # spdlog and fmt as compiled libraries (.so, with yaml-cpp's): their CMake files demand the .so
@@ -26,7 +40,22 @@ for pkg in nlohmann-json3-dev libcli11-dev libyaml-cpp-dev libyaml-cpp0.7 libspd
   done
 done
 cp -r /usr/src/googletest .devdeps/googletest
-for f in image_encoder_small lora_qkv prompt_encoder loss_metrics; do
-  cp "$SHARED/fixtures/parity/$f.safetensors" .devdeps/shared/fixtures/parity/
-done
+if [ "$REAL" = 1 ]; then
+  DATA=${MSAM_BRATS_DIR:-$SHARED/data/brats2018_flair}
+  MSAM=${MSAM_BIN:-build/msam}
+  [ -x "$MSAM" ] || { echo "gpu_stage.sh --real: no $MSAM (build it: cmake --build build --target msam)" >&2; exit 2; }
+  B=.devdeps/brats
+  "$MSAM" prepare --config configs/brats_flair_vitb.yaml --set "data.datasets.0.root=$DATA" \
+    --set "data.cache_dir=$B/cache"
+  for sub in imagesTr labelsTr; do
+    mkdir -p "$B/brats2018_flair/$sub"
+    for f in "$DATA/$sub"/*.nii.gz; do : >"$B/brats2018_flair/$sub/$(basename "$f")"; done
+  done
+  tar -czf "$B/cache.tar.gz" -C "$B" cache
+  rm -rf "$B/cache"
+else
+  for f in image_encoder_small lora_qkv prompt_encoder loss_metrics; do
+    cp "$SHARED/fixtures/parity/$f.safetensors" .devdeps/shared/fixtures/parity/
+  done
+fi
 du -sh .devdeps

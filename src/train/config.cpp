@@ -261,6 +261,7 @@ void validate(const Config& c, const std::string& source) {
   positive(c.batch_size, "batch_size");
   positive(c.epochs, "epochs");
   positive(c.val_every, "val_every");
+  positive(c.save_every, "save_every");
   check.require(!c.output.empty(), "output", "an output folder is required");
   non_negative(c.seed, "seed");
   non_negative(c.threads, "threads");
@@ -587,6 +588,7 @@ void visit(V& v, Config& c) {
   v("batch_size", c.batch_size);
   v("epochs", c.epochs);
   v("val_every", c.val_every);
+  v("save_every", c.save_every);
   v("output", c.output);
   v("seed", c.seed);
   v("threads", c.threads);

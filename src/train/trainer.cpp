@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -129,6 +130,10 @@ Trainer::Trainer(Config config, std::string config_source, TrainerOptions option
     start_epoch_ = meta.epoch;
     global_step_ = meta.global_step;
     best_val_dice_ = meta.best_val_dice;
+    // With save_every > 1, best.safetensors may come from an epoch after the latest checkpoint;
+    // a repeated epoch must not replace it with a worse model.
+    if (fs::exists(best_checkpoint()))
+      best_val_dice_ = std::max(best_val_dice_, read_checkpoint_meta(best_checkpoint()).best_val_dice);
     spdlog::info("resume: continuing after epoch " + std::to_string(start_epoch_) + " from " +
                  latest_checkpoint());
   }
@@ -319,7 +324,7 @@ std::pair<double, double> Trainer::validate(int64_t epoch) {
   return {nb ? loss_sum / nb : NAN, nd ? dice_sum / nd : NAN};
 }
 
-void Trainer::save(const std::string& path, int64_t epochs_done) {
+void Trainer::save(const std::string& path, int64_t epochs_done, bool with_optimizer) {
   CheckpointMeta meta;
   meta.epoch = epochs_done;
   meta.global_step = global_step_;
@@ -331,7 +336,11 @@ void Trainer::save(const std::string& path, int64_t epochs_done) {
   nlohmann::json h = nlohmann::json::array();
   for (const auto& r : history_) h.push_back(to_json(r));
   meta.extra["history"] = h.dump();
-  save_checkpoint(path, *model_, optimizer_.get(), meta);
+  save_checkpoint(path, *model_, with_optimizer ? optimizer_.get() : nullptr, meta);
+  // A resume reads only latest's moments; best's would be twice its weights' size, unused (and
+  // one left by an earlier run in this folder would not match).
+  std::error_code ec;
+  if (!with_optimizer) fs::remove(optimizer_path(path), ec);
 }
 
 void Trainer::write_reports() const {
@@ -384,9 +393,11 @@ void Trainer::run_epoch(int64_t epoch) {
   history_.push_back(rec);
   const bool best = std::isfinite(rec.val_dice) && rec.val_dice > best_val_dice_;
   if (best) best_val_dice_ = rec.val_dice;
+  const bool save_latest =
+      (epoch + 1) % config_.save_every == 0 || epoch + 1 == config_.epochs;
   if (is_main()) {
-    save(latest_checkpoint(), epoch + 1);
-    if (best) save(best_checkpoint(), epoch + 1);
+    if (save_latest) save(latest_checkpoint(), epoch + 1);
+    if (best) save(best_checkpoint(), epoch + 1, /*with_optimizer=*/false);
     write_reports();
   }
   char line[384];
@@ -395,7 +406,8 @@ void Trainer::run_epoch(int64_t epoch) {
   if (do_val)
     used += std::snprintf(line + used, sizeof line - used, " | val loss %.4f dice %.4f%s",
                           rec.val_loss, rec.val_dice, best ? " (best)" : "");
-  used += std::snprintf(line + used, sizeof line - used, " | %.1f s", rec.seconds);
+  used += std::snprintf(line + used, sizeof line - used, " | %.1f s%s", rec.seconds,
+                        save_latest && config_.save_every > 1 ? " | saved" : "");
   if (reducer_) {
     const auto& now = reducer_->stats();
     const auto steps = std::max<int64_t>(1, now.calls - reduced_before.calls);

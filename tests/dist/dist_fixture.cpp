@@ -1,31 +1,21 @@
 #include "dist_fixture.h"
 
 #include "fixtures.h"
+#include "training_fixtures.h"
 
 #include <torch/torch.h>
 
-#include <filesystem>
-#include <fstream>
+#include <map>
 
 #include "msam/common/error.h"
-#include "msam/data/synth.h"
 #include "msam/dist/launch.h"
 #include "msam/eval/split_evaluation.h"
 #include "msam/io/safetensors.h"
 #include "msam/train/trainer.h"
 
-namespace fs = std::filesystem;
-
 namespace msam::test {
 
 namespace {
-
-std::string image_path(const std::string& dir, int i) {
-  return dir + "/sources/case_" + std::to_string(i) + ".nii.gz";
-}
-std::string label_path(const std::string& dir, int i) {
-  return dir + "/sources/case_" + std::to_string(i) + "_label.nii.gz";
-}
 
 constexpr int kCases = 8;
 
@@ -44,7 +34,7 @@ train::Config dist_run_config(const std::string& data_dir, const std::string& ou
   train::Config c;
   train::DatasetSpec d;
   d.name = "synth";
-  for (int i = 0; i < kCases; ++i) d.pairs.emplace_back(image_path(data_dir, i), label_path(data_dir, i));
+  d.pairs = synthetic_source_pairs(data_dir + "/sources", kCases);
   c.data.datasets = {d};
   c.data.cache_dir = data_dir + "/cache";
   c.data.split.file = data_dir + "/split.json";
@@ -60,19 +50,7 @@ train::Config dist_run_config(const std::string& data_dir, const std::string& ou
   aug.rotation_degrees = 15;
   aug.zoom = 0.1;
   aug.gamma = 0.3;
-  auto& m = c.model.architecture;
-  m.encoder.embed_dim = 32;
-  m.encoder.depth = 1;
-  m.encoder.num_heads = 2;
-  m.encoder.global_attn_indexes = {0};
-  m.encoder.patch_size = 8;
-  m.encoder.img_size = 32;
-  m.encoder.out_chans = 48;  // the prompt width
-  m.encoder.lora_rank = 2;
-  m.adapter_heads = 2;
-  m.decoder_heads = 2;
-  m.decoder_mlp_dim = 64;
-  m.dense_pe_axes = model::DensePeAxes::kAligned;
+  c.model.architecture = micro_model_config();
   c.model.freeze = train::Freeze::kNone;
   c.loop.iterations = 3;
   c.loop.protocol = interaction::ClickProtocol::kFnFp5050;  // two draws per click
@@ -91,16 +69,8 @@ train::Config dist_run_config(const std::string& data_dir, const std::string& ou
 
 void prepare_dist_data(const std::string& data_dir, int cases) {
   if (cases != kCases) throw Error("prepare_dist_data: the run config names " + std::to_string(kCases) + " cases");
-  fs::create_directories(data_dir + "/sources");
-  std::map<std::string, std::pair<data::Volume, data::Volume>> volumes;
-  for (int i = 0; i < cases; ++i) {
-    std::ofstream(image_path(data_dir, i)) << "stand-in";
-    std::ofstream(label_path(data_dir, i)) << "stand-in";
-    auto c = data::make_synthetic_case(11, i, 1);
-    volumes[image_path(data_dir, i)] = {c.image, c.label};
-  }
   const auto config = dist_run_config(data_dir, data_dir + "/unused");
-  train::prepare_run_data(config, [&](const data::CaseSource& s) { return volumes.at(s.image); });
+  train::prepare_run_data(config, write_synthetic_sources(data_dir + "/sources", cases, 11));
 }
 
 int run_dist_worker(const std::vector<std::string>& args) {

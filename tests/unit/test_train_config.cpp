@@ -151,6 +151,7 @@ TEST(TrainConfig, ImpossibleValuesNameTheKey) {
   EXPECT_TRUE(contains(load_error(base + "schedule:\n  milestones: [180, 120]\n"), "schedule.milestones: must be strictly increasing"));
   EXPECT_TRUE(contains(load_error(base + "precision: bf16\n"), "precision: bf16 needs device: cuda"));
   EXPECT_TRUE(contains(load_error(base + "batch_size: 0\n"), "batch_size: must be > 0"));
+  EXPECT_TRUE(contains(load_error(base + "save_every: 0\n"), "save_every: must be > 0"));
   EXPECT_TRUE(contains(load_error("data:\n  datasets: []\n"), "data.datasets: at least one dataset is required"));
   EXPECT_TRUE(contains(load_error("data:\n  datasets:\n    - root: /a\n      dataset_json: /a/dataset.json\n"), "data.datasets.0: give exactly one of root, dataset_json or pairs"));
   EXPECT_TRUE(contains(load_error("data:\n  datasets:\n    - root: /a\n      target_labels: [0]\n"), "data.datasets.0.target_labels"));

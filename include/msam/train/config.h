@@ -155,6 +155,11 @@ struct Config {
   int64_t batch_size = 2;
   int64_t epochs = 200;
   int64_t val_every = 1;
+  // latest.safetensors after every save_every-th epoch and the last (best.safetensors after
+  // every validation that improves): a large model's checkpoint with AdamW's state (ViT-B:
+  // ~1 GiB) can take longer to write than a short epoch trains. A resumed run repeats at most
+  // save_every - 1 epochs.
+  int64_t save_every = 1;
   std::string output = "runs/msam";
   int64_t seed = 2023;
   int64_t threads = 0;  // 0 = LibTorch's default

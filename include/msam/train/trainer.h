@@ -55,7 +55,8 @@ class Trainer {
   void run_epoch(int64_t epoch);
   EpochRecord train_epoch(int64_t epoch);
   std::pair<double, double> validate(int64_t epoch);  // (loss, dice)
-  void save(const std::string& path, int64_t epochs_done);
+  // The AdamW moments go beside it only with_optimizer (latest: what a resume needs).
+  void save(const std::string& path, int64_t epochs_done, bool with_optimizer = true);
   void write_reports() const;
   bool is_main() const { return !options_.group || options_.group->is_main(); }
   int rank() const { return options_.group ? options_.group->rank() : 0; }
