@@ -157,7 +157,7 @@ struct Config {
   int64_t val_every = 1;
   // latest.safetensors after every save_every-th epoch and the last (best.safetensors after
   // every validation that improves): a large model's checkpoint with AdamW's state (ViT-B:
-  // ~1 GiB) can take longer to write than a short epoch trains. A resumed run repeats at most
+  // 1.4 GB) can take longer to write than a short epoch trains. A resumed run repeats at most
   // save_every - 1 epochs.
   int64_t save_every = 1;
   std::string output = "runs/msam";
