@@ -6,7 +6,6 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "msam/common/error.h"
@@ -179,21 +178,10 @@ CachedCase read_cache_entry(const std::string& path) {
 }
 
 CacheEntryInfo read_cache_info(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw file_error(path, "cannot open");
-  unsigned char len_bytes[8];
-  if (!in.read(reinterpret_cast<char*>(len_bytes), 8)) throw file_error(path, "truncated safetensors header");
-  uint64_t len = 0;
-  for (int i = 7; i >= 0; --i) len = (len << 8) | len_bytes[i];
-  if (len > (1u << 26)) throw file_error(path, "implausible safetensors header length");
-  std::string header(len, '\0');
-  if (!in.read(header.data(), static_cast<std::streamsize>(len))) throw file_error(path, "truncated safetensors header");
-  try {
-    const auto j = json::parse(header);
-    return info_from(j.at("__metadata__").at(kMetadataKey).get<std::string>(), path);
-  } catch (const json::exception& e) {
-    throw file_error(path, std::string("not an msam cache entry: ") + e.what());
-  }
+  const auto metadata = io::read_safetensors_metadata(path);
+  const auto it = metadata.find(kMetadataKey);
+  if (it == metadata.end()) throw file_error(path, "not an msam cache entry (no msam.case metadata)");
+  return info_from(it->second, path);
 }
 
 bool cache_entry_is_current(const std::string& path, const CaseSource& source, const std::string& hash) {

@@ -43,6 +43,47 @@ const DtypeInfo* dtype_by_type(at::ScalarType t) {
 // A header larger than this is certainly corrupt (real headers are kilobytes).
 constexpr uint64_t kMaxHeader = 256ull << 20;
 
+// The header length from the first 8 bytes of a `file_size`-byte file, checked against it.
+uint64_t header_length(const char* first8, uint64_t file_size, const std::string& source) {
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(first8[i]);
+  if (n > kMaxHeader || n > file_size - 8)
+    throw file_error(source, "truncated or not a safetensors file: header length " +
+                                 std::to_string(n) + " exceeds the file size " +
+                                 std::to_string(file_size));
+  return n;
+}
+
+nlohmann::json parse_header(const char* begin, uint64_t n, const std::string& source) {
+  nlohmann::json header;
+  try {
+    header = nlohmann::json::parse(begin, begin + n);
+  } catch (const std::exception& e) {
+    throw file_error(source, std::string("malformed safetensors header: ") + e.what());
+  }
+  if (!header.is_object()) throw file_error(source, "safetensors header is not a JSON object");
+  return header;
+}
+
+std::map<std::string, std::string> metadata_of(const nlohmann::json& header,
+                                               const std::string& source) {
+  std::map<std::string, std::string> out;
+  const auto it = header.find("__metadata__");
+  if (it == header.end()) return out;
+  if (!it->is_object()) throw file_error(source, "__metadata__ is not an object");
+  for (auto m = it->begin(); m != it->end(); ++m) {
+    if (!m.value().is_string())
+      throw file_error(source, "metadata value '" + m.key() + "' is not a string");
+    out[m.key()] = m.value().get<std::string>();
+  }
+  return out;
+}
+
+std::string too_short(uint64_t size) {
+  return "not a safetensors file: " + std::to_string(size) +
+         " bytes, shorter than the 8-byte header length";
+}
+
 }  // namespace
 
 const at::Tensor& TensorFile::at(const std::string& name) const {
@@ -63,36 +104,16 @@ std::string read_file(const std::string& path) {
 TensorFile parse_safetensors(const std::string& bytes, const std::string& source) {
   TensorFile out;
   out.source = source;
-  if (bytes.size() < 8)
-    throw file_error(source, "not a safetensors file: " + std::to_string(bytes.size()) +
-                                 " bytes, shorter than the 8-byte header length");
-  uint64_t n = 0;
-  for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(bytes[i]);
-  if (n > kMaxHeader || n > bytes.size() - 8)
-    throw file_error(source, "truncated or not a safetensors file: header length " +
-                                 std::to_string(n) + " exceeds the file size " +
-                                 std::to_string(bytes.size()));
-  nlohmann::json header;
-  try {
-    header = nlohmann::json::parse(bytes.begin() + 8, bytes.begin() + 8 + static_cast<long>(n));
-  } catch (const std::exception& e) {
-    throw file_error(source, std::string("malformed safetensors header: ") + e.what());
-  }
-  if (!header.is_object()) throw file_error(source, "safetensors header is not a JSON object");
+  if (bytes.size() < 8) throw file_error(source, too_short(bytes.size()));
+  const uint64_t n = header_length(bytes.data(), bytes.size(), source);
+  const nlohmann::json header = parse_header(bytes.data() + 8, n, source);
+  out.metadata = metadata_of(header, source);
   const uint64_t data_size = bytes.size() - 8 - n;
   const char* data = bytes.data() + 8 + n;
   for (auto it = header.begin(); it != header.end(); ++it) {
     const std::string& name = it.key();
     const auto& v = it.value();
-    if (name == "__metadata__") {
-      if (!v.is_object()) throw file_error(source, "__metadata__ is not an object");
-      for (auto m = v.begin(); m != v.end(); ++m) {
-        if (!m.value().is_string())
-          throw file_error(source, "metadata value '" + m.key() + "' is not a string");
-        out.metadata[m.key()] = m.value().get<std::string>();
-      }
-      continue;
-    }
+    if (name == "__metadata__") continue;
     const auto bad = [&](const std::string& why) {
       return file_error(source, "tensor '" + name + "': " + why);
     };
@@ -133,6 +154,20 @@ TensorFile parse_safetensors(const std::string& bytes, const std::string& source
 
 TensorFile read_safetensors(const std::string& path) {
   return parse_safetensors(read_file(path), path);
+}
+
+std::map<std::string, std::string> read_safetensors_metadata(const std::string& path) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) throw file_error(path, std::string("cannot open: ") + std::strerror(errno));
+  const auto size = static_cast<uint64_t>(in.tellg());
+  if (size < 8) throw file_error(path, too_short(size));
+  in.seekg(0);
+  char first8[8];
+  if (!in.read(first8, 8)) throw file_error(path, "read error");
+  std::string header(header_length(first8, size, path), '\0');
+  if (!in.read(header.data(), static_cast<std::streamsize>(header.size())))
+    throw file_error(path, "read error");
+  return metadata_of(parse_header(header.data(), header.size(), path), path);
 }
 
 std::string serialize_safetensors(const std::map<std::string, at::Tensor>& tensors,

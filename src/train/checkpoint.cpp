@@ -67,9 +67,9 @@ void save_checkpoint(const std::string& path, const torch::nn::Module& model,
 }
 
 CheckpointMeta read_checkpoint_meta(const std::string& path) {
-  auto f = io::read_safetensors(path);
-  auto it = f.metadata.find("msam");
-  if (it == f.metadata.end())
+  const auto metadata = io::read_safetensors_metadata(path);
+  auto it = metadata.find("msam");
+  if (it == metadata.end())
     throw file_error(path, "not an msam training checkpoint (no 'msam' metadata)");
   CheckpointMeta meta;
   try {
@@ -82,16 +82,16 @@ CheckpointMeta read_checkpoint_meta(const std::string& path) {
   } catch (const nlohmann::json::exception& e) {
     throw file_error(path, std::string("corrupt checkpoint metadata: ") + e.what());
   }
-  if (f.metadata.count("config")) meta.config_yaml = f.metadata.at("config");
-  if (f.metadata.count("model_config")) meta.model_config = f.metadata.at("model_config");
+  if (metadata.count("config")) meta.config_yaml = metadata.at("config");
+  if (metadata.count("model_config")) meta.model_config = metadata.at("model_config");
   return meta;
 }
 
 std::optional<Config> recorded_run_config(const std::string& path) {
   if (path.size() < 12 || path.compare(path.size() - 12, 12, ".safetensors") != 0) return {};
-  const auto f = io::read_safetensors(path);
-  const auto it = f.metadata.find("config");
-  if (!f.metadata.count("msam") || it == f.metadata.end()) return {};
+  const auto metadata = io::read_safetensors_metadata(path);
+  const auto it = metadata.find("config");
+  if (!metadata.count("msam") || it == metadata.end()) return {};
 #if MSAM_HAVE_YAML
   return parse_config(YAML::Load(it->second), path + " (its recorded run configuration)");
 #else

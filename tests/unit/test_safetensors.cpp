@@ -89,3 +89,34 @@ TEST(Safetensors, AtomicWriteLeavesNoTempFile) {
   EXPECT_EQ(files, 1);
   EXPECT_EQ(io::read_safetensors(dir + "/a.safetensors").at("x").numel(), 3);
 }
+
+TEST(Safetensors, MetadataAloneIsReadFromTheHeader) {
+  const std::string dir = test::temp_dir("st_meta");
+  const std::string path = dir + "/m.safetensors";
+  io::write_safetensors(path, {{"w", torch::randn({64, 64})}}, {{"config", "a: 1"}, {"msam", "{}"}});
+  EXPECT_EQ(io::read_safetensors_metadata(path), io::read_safetensors(path).metadata);
+  // The tensors are not read: a file cut inside its data still yields its metadata.
+  const std::string bytes = io::read_file(path);
+  io::write_file_atomically(dir + "/cut.safetensors", bytes.substr(0, bytes.size() - 100));
+  EXPECT_EQ(io::read_safetensors_metadata(dir + "/cut.safetensors").at("config"), "a: 1");
+  io::write_safetensors(dir + "/none.safetensors", {{"x", torch::ones({2})}});
+  EXPECT_TRUE(io::read_safetensors_metadata(dir + "/none.safetensors").empty());
+
+  const auto error = [](const std::string& file) -> std::string {
+    try {
+      io::read_safetensors_metadata(file);
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "";
+  };
+  io::write_file_atomically(dir + "/short.safetensors", bytes.substr(0, 5));
+  EXPECT_NE(error(dir + "/short.safetensors").find("shorter than the 8-byte"), std::string::npos);
+  io::write_file_atomically(dir + "/header.safetensors", bytes.substr(0, 20));
+  EXPECT_NE(error(dir + "/header.safetensors").find("header length"), std::string::npos);
+  std::string junk = bytes;
+  junk[8] = '#';
+  io::write_file_atomically(dir + "/junk.safetensors", junk);
+  EXPECT_NE(error(dir + "/junk.safetensors").find("malformed"), std::string::npos);
+  EXPECT_NE(error(dir + "/missing.safetensors").find(dir + "/missing.safetensors"), std::string::npos);
+}
