@@ -80,9 +80,12 @@ json info_json(const CacheEntryInfo& i) {
           {"record", record_json(i.record)}};
 }
 
-CacheEntryInfo info_from(const std::string& text, const std::string& path) {
+// The entry's record from its file's metadata.
+CacheEntryInfo info_from(const std::map<std::string, std::string>& metadata, const std::string& path) {
+  const auto text = metadata.find(kMetadataKey);
+  if (text == metadata.end()) throw file_error(path, "not an msam cache entry (no msam.case metadata)");
   try {
-    const auto j = json::parse(text);
+    const auto j = json::parse(text->second);
     CacheEntryInfo i;
     i.case_id = j.at("case_id").get<std::string>();
     i.image = stamp_from(j.at("image"));
@@ -166,10 +169,8 @@ void write_cache_entry(const std::string& path, const PreparedCase& prepared, co
 
 CachedCase read_cache_entry(const std::string& path) {
   const auto file = io::read_safetensors(path);
-  auto meta = file.metadata.find(kMetadataKey);
-  if (meta == file.metadata.end()) throw file_error(path, "not an msam cache entry (no msam.case metadata)");
   CachedCase c;
-  c.info = info_from(meta->second, path);
+  c.info = info_from(file.metadata, path);
   c.image = file.at("image").to(at::kFloat);
   c.label = file.at("label");
   if (c.label.scalar_type() != at::kByte || !c.image.sizes().equals(c.label.sizes()) || c.image.dim() != 3)
@@ -178,10 +179,7 @@ CachedCase read_cache_entry(const std::string& path) {
 }
 
 CacheEntryInfo read_cache_info(const std::string& path) {
-  const auto metadata = io::read_safetensors_metadata(path);
-  const auto it = metadata.find(kMetadataKey);
-  if (it == metadata.end()) throw file_error(path, "not an msam cache entry (no msam.case metadata)");
-  return info_from(it->second, path);
+  return info_from(io::read_safetensors_metadata(path), path);
 }
 
 bool cache_entry_is_current(const std::string& path, const CaseSource& source, const std::string& hash) {
